@@ -1,0 +1,65 @@
+use wukong_dag::{DataId, TaskId};
+use wukong_storage::StorageError;
+
+/// Why a run failed. `E` is the kernels' error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError<E: std::error::Error + 'static> {
+    /// The run was asked for zero threads.
+    #[error("an executor needs at least one thread")]
+    NoThreads,
+    /// An input of the graph was not provided.
+    #[error("input {data} of the task graph was not provided")]
+    MissingInput {
+        /// The missing input.
+        data: DataId,
+    },
+    /// A value was provided for an item that is not an input of the graph.
+    #[error("a value was provided for {data}, which is not an input of the task graph")]
+    NotAnInput {
+        /// The item.
+        data: DataId,
+    },
+    /// A kernel reported an error.
+    #[error("task {task} ({label}) failed: {source}")]
+    Task {
+        /// The failing task.
+        task: TaskId,
+        /// Its operation's label.
+        label: String,
+        /// The kernel's error.
+        #[source]
+        source: E,
+    },
+    /// A kernel panicked; the run stopped instead of hanging.
+    #[error("task {task} ({label}) panicked: {message}")]
+    Panicked {
+        /// The failing task.
+        task: TaskId,
+        /// Its operation's label.
+        label: String,
+        /// The panic message.
+        message: String,
+    },
+    /// A kernel returned a different number of outputs than the task declared.
+    #[error("task {task} ({label}) returned {got} outputs but declares {expected}")]
+    WrongOutputCount {
+        /// The task.
+        task: TaskId,
+        /// Its operation's label.
+        label: String,
+        /// Declared writes.
+        expected: usize,
+        /// Values returned.
+        got: usize,
+    },
+    /// The store refused an operation: a bug in scheduling, reported rather than hidden.
+    #[error("store error while running task {task}: {source}")]
+    Store {
+        /// The task.
+        task: TaskId,
+        /// The store's error.
+        #[source]
+        source: StorageError,
+    },
+}
