@@ -1,0 +1,169 @@
+//! Right-looking tiled Cholesky `A = L·Lᵀ` (lower). Step `k` factors the
+//! diagonal tile, solves the tiles below it, and updates the trailing lower
+//! triangle; every update writes a new version of its tile, so the graph is
+//! single-assignment and tasks of later steps start as soon as their own inputs
+//! are final (lookahead comes from the graph, not from a schedule).
+
+use wukong_dag::{Dag, DagBuilder, DataId};
+
+use super::{TileMap, dim32};
+use crate::error::shape_mismatch;
+use crate::kernels::{Diagonal, Side, Transpose, Triangle};
+use crate::{LinalgError, TileLayout, TileOp};
+
+/// The graph of a tiled Cholesky factorization.
+#[derive(Debug)]
+pub struct CholeskyPlan {
+    /// The graph.
+    pub dag: Dag<TileOp>,
+    /// Input tiles of `A`: the lower triangle only (`None` above the diagonal).
+    pub a: TileMap,
+    /// Output tiles of `L`: the lower triangle only (`None` above the diagonal,
+    /// where `L` is zero).
+    pub l: TileMap,
+}
+
+/// Floating-point operations of a Cholesky factorization of order `n`.
+pub fn cholesky_flops(n: usize) -> f64 {
+    let n = n as f64;
+    n * n * n / 3.0
+}
+
+/// Number of tasks of the tiled Cholesky on a `t × t` tile grid.
+pub fn cholesky_task_count(t: usize) -> usize {
+    // potrf: t, trsm and syrk: t(t-1)/2 each, gemm: C(t, 3).
+    t + t * t.saturating_sub(1) + t * t.saturating_sub(1) * t.saturating_sub(2) / 6
+}
+
+/// Plans the Cholesky factorization of a square matrix in square tiles.
+pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
+    if a.rows() != a.cols() {
+        return Err(shape_mismatch(
+            "cholesky",
+            format!("the matrix must be square, it is {}×{}", a.rows(), a.cols()),
+        ));
+    }
+    if a.tile_rows() != a.tile_cols() {
+        return Err(shape_mismatch(
+            "cholesky",
+            format!(
+                "tiles must be square, they are {}×{}",
+                a.tile_rows(),
+                a.tile_cols()
+            ),
+        ));
+    }
+    let t = a.grid().0;
+    let tasks = cholesky_task_count(t);
+    let lower = t * (t + 1) / 2;
+    let mut builder = DagBuilder::with_capacity(tasks, lower + tasks);
+    let lower_index = |i: usize, j: usize| i * (i + 1) / 2 + j;
+
+    let mut a_map = TileMap::new(a);
+    let mut current: Vec<DataId> = Vec::with_capacity(lower);
+    for i in 0..t {
+        for j in 0..=i {
+            let data = builder.input(a.tile_bytes(i, j));
+            a_map.set(i, j, data);
+            current.push(data);
+        }
+    }
+    let mut l_map = TileMap::new(a);
+    for k in 0..t {
+        let nk = a.rows_of(k);
+        let l_kk = builder.data(a.tile_bytes(k, k));
+        builder.task(
+            TileOp::Potrf {
+                n: dim32(nk),
+                tile: dim32(k),
+                row: a.row_offset(k) as u64,
+            },
+            &[current[lower_index(k, k)]],
+            &[l_kk],
+        );
+        builder.output(l_kk);
+        l_map.set(k, k, l_kk);
+        for i in k + 1..t {
+            let l_ik = builder.data(a.tile_bytes(i, k));
+            builder.task(
+                TileOp::Trsm {
+                    side: Side::Right,
+                    triangle: Triangle::Lower,
+                    trans: Transpose::Yes,
+                    diagonal: Diagonal::NonUnit,
+                    alpha: 1.0,
+                    dims: [dim32(a.rows_of(i)), dim32(nk)],
+                    at: [dim32(i), dim32(k)],
+                },
+                &[l_kk, current[lower_index(i, k)]],
+                &[l_ik],
+            );
+            builder.output(l_ik);
+            l_map.set(i, k, l_ik);
+        }
+        for i in k + 1..t {
+            let l_ik = l_map.get(i, k).unwrap_or(l_kk);
+            let updated = builder.data(a.tile_bytes(i, i));
+            builder.task(
+                TileOp::Syrk {
+                    alpha: -1.0,
+                    beta: 1.0,
+                    dims: [dim32(a.rows_of(i)), dim32(nk)],
+                    at: [dim32(i), dim32(k)],
+                },
+                &[l_ik, current[lower_index(i, i)]],
+                &[updated],
+            );
+            current[lower_index(i, i)] = updated;
+            for j in k + 1..i {
+                let l_jk = l_map.get(j, k).unwrap_or(l_kk);
+                let updated = builder.data(a.tile_bytes(i, j));
+                builder.task(
+                    TileOp::Gemm {
+                        trans_a: Transpose::No,
+                        trans_b: Transpose::Yes,
+                        alpha: -1.0,
+                        beta: 1.0,
+                        accumulate: true,
+                        dims: [dim32(a.rows_of(i)), dim32(a.rows_of(j)), dim32(nk)],
+                        at: [dim32(i), dim32(j), dim32(k)],
+                    },
+                    &[l_ik, l_jk, current[lower_index(i, j)]],
+                    &[updated],
+                );
+                current[lower_index(i, j)] = updated;
+            }
+        }
+    }
+    Ok(CholeskyPlan {
+        dag: builder.build()?,
+        a: a_map,
+        l: l_map,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_counts_match_the_formula() {
+        for t in [1, 2, 3, 7, 16] {
+            let plan =
+                cholesky_plan(TileLayout::square_tiles(10 * t, 10 * t, 10).unwrap()).unwrap();
+            assert_eq!(plan.dag.num_tasks(), cholesky_task_count(t));
+        }
+        assert_eq!(cholesky_task_count(128), 357_760);
+    }
+
+    #[test]
+    fn non_square_inputs_are_rejected_before_building() {
+        let err = cholesky_plan(TileLayout::square_tiles(10, 12, 4).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("must be square, it is 10×12"),
+            "{err}"
+        );
+        let err = cholesky_plan(TileLayout::new(10, 10, 4, 5).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("tiles must be square"), "{err}");
+    }
+}

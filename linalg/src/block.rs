@@ -1,0 +1,225 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayView2, s};
+
+use crate::rng::TileRng;
+use crate::tile::{self, Tile};
+use crate::{LinalgError, TileLayout};
+
+/// A matrix held as a grid of tiles.
+///
+/// Tiles are shared (`Arc`), so handing a tile to a task never copies it.
+/// Structurally zero tiles (the upper triangle of a Cholesky factor) share one
+/// allocation per shape.
+#[derive(Debug, Clone)]
+pub struct BlockMatrix {
+    layout: TileLayout,
+    tiles: Vec<Arc<Tile>>,
+}
+
+impl BlockMatrix {
+    /// A matrix from its tiles in row-major tile order; each tile must have the
+    /// shape the layout gives it.
+    pub fn from_tiles(layout: TileLayout, tiles: Vec<Arc<Tile>>) -> Result<Self, LinalgError> {
+        if tiles.len() != layout.num_tiles() {
+            return Err(crate::error::shape_mismatch(
+                "BlockMatrix::from_tiles",
+                format!(
+                    "the layout has {} tiles but {} were given",
+                    layout.num_tiles(),
+                    tiles.len()
+                ),
+            ));
+        }
+        let (_, grid_cols) = layout.grid();
+        for (index, tile) in tiles.iter().enumerate() {
+            let (i, j) = (index / grid_cols, index % grid_cols);
+            if tile.dim() != layout.tile_shape(i, j) {
+                return Err(crate::error::shape_mismatch(
+                    "BlockMatrix::from_tiles",
+                    format!(
+                        "tile ({i}, {j}) is {:?} but the layout needs {:?}",
+                        tile.dim(),
+                        layout.tile_shape(i, j)
+                    ),
+                ));
+            }
+        }
+        Ok(Self { layout, tiles })
+    }
+
+    /// Builds each tile from a function of its coordinates and shape.
+    pub fn from_fn(
+        layout: TileLayout,
+        mut make: impl FnMut(usize, usize, (usize, usize)) -> Tile,
+    ) -> Self {
+        let (grid_rows, grid_cols) = layout.grid();
+        let mut tiles = Vec::with_capacity(layout.num_tiles());
+        for i in 0..grid_rows {
+            for j in 0..grid_cols {
+                tiles.push(Arc::new(make(i, j, layout.tile_shape(i, j))));
+            }
+        }
+        Self { layout, tiles }
+    }
+
+    /// Cuts a whole matrix into `tile_rows × tile_cols` tiles.
+    pub fn from_array(
+        array: ArrayView2<'_, f64>,
+        tile_rows: usize,
+        tile_cols: usize,
+    ) -> Result<Self, LinalgError> {
+        let layout = TileLayout::new(array.nrows(), array.ncols(), tile_rows, tile_cols)?;
+        Ok(Self::from_fn(layout, |i, j, (r, c)| {
+            let (r0, c0) = (layout.row_offset(i), layout.col_offset(j));
+            tile::to_column_major(array.slice(s![r0..r0 + r, c0..c0 + c]))
+        }))
+    }
+
+    /// The whole matrix, column-major.
+    pub fn to_array(&self) -> Array2<f64> {
+        let mut whole = tile::zeros(self.layout.rows(), self.layout.cols());
+        let (grid_rows, grid_cols) = self.layout.grid();
+        for i in 0..grid_rows {
+            for j in 0..grid_cols {
+                let (r0, c0) = (self.layout.row_offset(i), self.layout.col_offset(j));
+                let (r, c) = self.layout.tile_shape(i, j);
+                whole
+                    .slice_mut(s![r0..r0 + r, c0..c0 + c])
+                    .assign(self.tile(i, j));
+            }
+        }
+        whole
+    }
+
+    /// A matrix with entries drawn uniformly from [-1, 1), tile by tile: the same
+    /// `seed` gives the same matrix whatever the tile size.
+    pub fn random(
+        rows: usize,
+        cols: usize,
+        tile_rows: usize,
+        tile_cols: usize,
+        seed: u64,
+    ) -> Result<Self, LinalgError> {
+        let layout = TileLayout::new(rows, cols, tile_rows, tile_cols)?;
+        Ok(Self::from_fn(layout, |i, j, (r, c)| {
+            random_block(seed, layout.row_offset(i), layout.col_offset(j), r, c)
+        }))
+    }
+
+    /// A random symmetric positive-definite `n × n` matrix: symmetric entries
+    /// uniform in [-1, 1) plus `n` on the diagonal, which makes it strictly
+    /// diagonally dominant and so positive definite. Built tile by tile; the
+    /// same `seed` gives the same matrix whatever the tile size.
+    pub fn random_spd(n: usize, tile: usize, seed: u64) -> Result<Self, LinalgError> {
+        let layout = TileLayout::square_tiles(n, n, tile)?;
+        Ok(Self::from_fn(layout, |i, j, (r, c)| {
+            let (r0, c0) = (layout.row_offset(i), layout.col_offset(j));
+            let mut block = tile::zeros(r, c);
+            for col in 0..c {
+                for row in 0..r {
+                    let (gr, gc) = (r0 + row, c0 + col);
+                    // Entry (gr, gc) is drawn from the stream of its lower-triangle mirror.
+                    let (lo, hi) = if gr >= gc { (gr, gc) } else { (gc, gr) };
+                    block[[row, col]] =
+                        symmetric_entry(seed, lo, hi) + if gr == gc { n as f64 } else { 0.0 };
+                }
+            }
+            block
+        }))
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> TileLayout {
+        self.layout
+    }
+
+    /// `(rows, cols)`.
+    pub fn shape(&self) -> (usize, usize) {
+        self.layout.shape()
+    }
+
+    /// Tile `(i, j)`.
+    pub fn tile(&self, i: usize, j: usize) -> &Arc<Tile> {
+        &self.tiles[self.layout.tile_index(i, j)]
+    }
+
+    /// All tiles in row-major tile order.
+    pub fn tiles(&self) -> &[Arc<Tile>] {
+        &self.tiles
+    }
+
+    /// Fails with [`LinalgError::NonFinite`] naming the first NaN or infinity.
+    pub fn check_finite(&self, matrix: &'static str) -> Result<(), LinalgError> {
+        let (grid_rows, grid_cols) = self.layout.grid();
+        for i in 0..grid_rows {
+            for j in 0..grid_cols {
+                if let Some((r, c, value)) = tile::first_non_finite(self.tile(i, j).view()) {
+                    return Err(LinalgError::NonFinite {
+                        matrix,
+                        row: self.layout.row_offset(i) + r,
+                        col: self.layout.col_offset(j) + c,
+                        value,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frobenius norm.
+    pub fn frobenius_norm(&self) -> f64 {
+        self.tiles
+            .iter()
+            .map(|t| tile::frobenius_norm(t.view()).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// Writes the whole matrix as a `.npy` file that numpy reads with `np.load`.
+    pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<(), LinalgError> {
+        let path = path.as_ref();
+        ndarray_npy::write_npy(path, &self.to_array()).map_err(|e| LinalgError::Npy {
+            action: "write",
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Reads a 2-D `float64` `.npy` file (C or Fortran order) into tiles.
+    pub fn read_npy(
+        path: impl AsRef<Path>,
+        tile_rows: usize,
+        tile_cols: usize,
+    ) -> Result<Self, LinalgError> {
+        let path = path.as_ref();
+        let array: Array2<f64> = ndarray_npy::read_npy(path).map_err(|e| LinalgError::Npy {
+            action: "read",
+            path: path.to_owned(),
+            source: Box::new(e),
+        })?;
+        Self::from_array(array.view(), tile_rows, tile_cols)
+    }
+}
+
+/// Entry (row, col) of the random matrix with `seed`, independent of tiling:
+/// each row of the matrix has its own stream, so a tile draws its rows' streams
+/// and skips to its columns.
+fn random_block(seed: u64, r0: usize, c0: usize, rows: usize, cols: usize) -> Tile {
+    let mut block = tile::zeros(rows, cols);
+    for row in 0..rows {
+        let mut rng = TileRng::for_tile(seed, r0 + row, 0);
+        for _ in 0..c0 {
+            rng.symmetric_unit();
+        }
+        for col in 0..cols {
+            block[[row, col]] = rng.symmetric_unit();
+        }
+    }
+    block
+}
+
+fn symmetric_entry(seed: u64, lo: usize, hi: usize) -> f64 {
+    TileRng::for_tile(seed ^ 0x5350_4400, lo, hi).symmetric_unit()
+}

@@ -1,0 +1,92 @@
+/// What went wrong in a linear-algebra operation. Every variant names the bad
+/// value, so a user can find it without a debugger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinalgError {
+    /// A matrix dimension or tile size is zero.
+    #[error("{what} must be positive, got 0")]
+    ZeroSize {
+        /// Which size (e.g. `rows`, `tile size`).
+        what: &'static str,
+    },
+    /// Operand shapes do not conform.
+    #[error("shape mismatch in {operation}: {detail}")]
+    ShapeMismatch {
+        /// The operation.
+        operation: &'static str,
+        /// Which dimensions disagree and their values.
+        detail: String,
+    },
+    /// An input holds NaN or an infinity.
+    #[error("{matrix} holds a non-finite value {value} at row {row}, column {col}")]
+    NonFinite {
+        /// Which operand.
+        matrix: &'static str,
+        /// Row of the value in the whole matrix.
+        row: usize,
+        /// Column of the value in the whole matrix.
+        col: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A matrix given to Cholesky is not symmetric.
+    #[error("the matrix is not symmetric: A[{row}, {col}] = {upper} but A[{col}, {row}] = {lower}")]
+    NotSymmetric {
+        /// Row of the upper-triangle entry.
+        row: usize,
+        /// Column of the upper-triangle entry.
+        col: usize,
+        /// The upper-triangle entry.
+        upper: f64,
+        /// Its mirror in the lower triangle.
+        lower: f64,
+    },
+    /// Cholesky met a pivot that is not positive: the matrix is not positive definite.
+    #[error(
+        "the matrix is not positive definite: the pivot at row {row} (tile ({tile}, {tile}), local pivot {pivot}) is not positive"
+    )]
+    NotPositiveDefinite {
+        /// Index of the diagonal tile, in tile units.
+        tile: usize,
+        /// Index of the failing pivot inside that tile.
+        pivot: usize,
+        /// Index of the failing pivot in the whole matrix.
+        row: usize,
+    },
+    /// The requested kernel backend was not compiled in.
+    #[error("the {backend} backend is not available: rebuild with `--features {feature}`")]
+    BackendUnavailable {
+        /// The backend.
+        backend: &'static str,
+        /// The cargo feature that enables it.
+        feature: &'static str,
+    },
+    /// A task received the wrong number of input tiles (a malformed graph).
+    #[error("{operation} expects {expected} input tiles, got {got}")]
+    WrongInputCount {
+        /// The operation.
+        operation: &'static str,
+        /// Inputs expected.
+        expected: usize,
+        /// Inputs given.
+        got: usize,
+    },
+    /// Reading or writing a `.npy` file failed.
+    #[error("cannot {action} {}", path.display())]
+    Npy {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the reader or writer reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The task graph could not be built.
+    #[error(transparent)]
+    Dag(#[from] wukong_dag::DagError),
+}
+
+pub(crate) fn shape_mismatch(operation: &'static str, detail: String) -> LinalgError {
+    LinalgError::ShapeMismatch { operation, detail }
+}

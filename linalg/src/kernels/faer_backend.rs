@@ -1,0 +1,239 @@
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{
+    LltError, LltRegularization, cholesky_in_place, cholesky_in_place_scratch,
+};
+use faer::linalg::matmul::triangular::BlockStructure;
+use faer::linalg::triangular_solve as solve;
+use faer::{Accum, MatMut, MatRef, Par};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+use super::{
+    BackendKind, Diagonal, Side, TileBackend, Transpose, Triangle, check_gemm, check_matmul,
+    check_square, check_syrk, check_trsm, scale_triangle, zero_strict_upper,
+};
+use crate::LinalgError;
+
+/// Kernels from faer, in pure Rust. Tile kernels run with `Par::Seq`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaerBackend;
+
+fn mat_ref<'a>(view: &'a ArrayView2<'_, f64>) -> MatRef<'a, f64> {
+    let strides = view.strides();
+    // SAFETY: the view is valid for reads of `nrows × ncols` elements at these
+    // strides for as long as it is borrowed, which bounds the returned lifetime.
+    unsafe {
+        MatRef::from_raw_parts(
+            view.as_ptr(),
+            view.nrows(),
+            view.ncols(),
+            strides[0],
+            strides[1],
+        )
+    }
+}
+
+fn mat_mut<'a>(view: &'a mut ArrayViewMut2<'_, f64>) -> MatMut<'a, f64> {
+    let (rows, cols) = view.dim();
+    let (rs, cs) = (view.strides()[0], view.strides()[1]);
+    // SAFETY: a mutable ndarray view is unique and its elements do not alias
+    // (ndarray never hands out mutable views with zero or overlapping strides).
+    unsafe { MatMut::from_raw_parts_mut(view.as_mut_ptr(), rows, cols, rs, cs) }
+}
+
+fn apply(m: MatRef<'_, f64>, trans: Transpose) -> MatRef<'_, f64> {
+    match trans {
+        Transpose::No => m,
+        Transpose::Yes => m.transpose(),
+    }
+}
+
+/// Turns `β` into faer's accumulate mode, scaling `C` first where needed.
+fn accumulate(beta: f64, scale: impl FnOnce(f64)) -> Accum {
+    if beta == 0.0 {
+        Accum::Replace
+    } else {
+        if beta != 1.0 {
+            scale(beta);
+        }
+        Accum::Add
+    }
+}
+
+fn gemm_with(
+    par: Par,
+    trans_a: Transpose,
+    trans_b: Transpose,
+    alpha: f64,
+    a: &ArrayView2<'_, f64>,
+    b: &ArrayView2<'_, f64>,
+    beta: f64,
+    c: &mut ArrayViewMut2<'_, f64>,
+) {
+    let accum = accumulate(beta, |beta| c.mapv_inplace(|x| x * beta));
+    faer::linalg::matmul::matmul(
+        mat_mut(c),
+        accum,
+        apply(mat_ref(a), trans_a),
+        apply(mat_ref(b), trans_b),
+        alpha,
+        par,
+    );
+}
+
+impl TileBackend for FaerBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Faer
+    }
+
+    fn gemm(
+        &self,
+        trans_a: Transpose,
+        trans_b: Transpose,
+        alpha: f64,
+        a: ArrayView2<'_, f64>,
+        b: ArrayView2<'_, f64>,
+        beta: f64,
+        mut c: ArrayViewMut2<'_, f64>,
+    ) -> Result<(), LinalgError> {
+        check_gemm(trans_a, trans_b, &a, &b, &c)?;
+        gemm_with(Par::Seq, trans_a, trans_b, alpha, &a, &b, beta, &mut c);
+        Ok(())
+    }
+
+    fn syrk(
+        &self,
+        triangle: Triangle,
+        trans: Transpose,
+        alpha: f64,
+        a: ArrayView2<'_, f64>,
+        beta: f64,
+        mut c: ArrayViewMut2<'_, f64>,
+    ) -> Result<(), LinalgError> {
+        check_syrk(trans, &a, &c)?;
+        let accum = accumulate(beta, |beta| scale_triangle(&mut c, triangle, beta));
+        let lhs = apply(mat_ref(&a), trans);
+        let structure = match triangle {
+            Triangle::Lower => BlockStructure::TriangularLower,
+            Triangle::Upper => BlockStructure::TriangularUpper,
+        };
+        faer::linalg::matmul::triangular::matmul(
+            mat_mut(&mut c),
+            structure,
+            accum,
+            lhs,
+            BlockStructure::Rectangular,
+            lhs.transpose(),
+            BlockStructure::Rectangular,
+            alpha,
+            Par::Seq,
+        );
+        Ok(())
+    }
+
+    fn trsm(
+        &self,
+        side: Side,
+        triangle: Triangle,
+        trans: Transpose,
+        diagonal: Diagonal,
+        alpha: f64,
+        a: ArrayView2<'_, f64>,
+        mut b: ArrayViewMut2<'_, f64>,
+    ) -> Result<(), LinalgError> {
+        check_trsm(side, &a, &b)?;
+        if alpha != 1.0 {
+            b.mapv_inplace(|x| x * alpha);
+        }
+        let a = mat_ref(&a);
+        let b = mat_mut(&mut b);
+        // X·op(A) = B is op(A)ᵀ·Xᵀ = Bᵀ: a left solve on the transposed views.
+        let (a, b) = match (side, trans) {
+            (Side::Left, Transpose::No) => (a, b),
+            (Side::Left, Transpose::Yes) => (a.transpose(), b),
+            (Side::Right, Transpose::No) => (a.transpose(), b.transpose_mut()),
+            (Side::Right, Transpose::Yes) => (a, b.transpose_mut()),
+        };
+        let effective_lower = matches!(
+            (triangle, side, trans),
+            (Triangle::Lower, Side::Left, Transpose::No)
+                | (Triangle::Lower, Side::Right, Transpose::Yes)
+                | (Triangle::Upper, Side::Left, Transpose::Yes)
+                | (Triangle::Upper, Side::Right, Transpose::No)
+        );
+        match (effective_lower, diagonal) {
+            (true, Diagonal::NonUnit) => solve::solve_lower_triangular_in_place(a, b, Par::Seq),
+            (true, Diagonal::Unit) => solve::solve_unit_lower_triangular_in_place(a, b, Par::Seq),
+            (false, Diagonal::NonUnit) => solve::solve_upper_triangular_in_place(a, b, Par::Seq),
+            (false, Diagonal::Unit) => solve::solve_unit_upper_triangular_in_place(a, b, Par::Seq),
+        }
+        Ok(())
+    }
+
+    fn potrf(&self, mut a: ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
+        check_square("potrf", a.nrows(), a.ncols())?;
+        cholesky_with(Par::Seq, &mut a)?;
+        zero_strict_upper(a);
+        Ok(())
+    }
+
+    fn matmul_whole(
+        &self,
+        a: ArrayView2<'_, f64>,
+        b: ArrayView2<'_, f64>,
+        threads: usize,
+    ) -> Result<Array2<f64>, LinalgError> {
+        check_matmul(&a, &b)?;
+        let mut c = crate::tile::zeros(a.nrows(), b.ncols());
+        gemm_with(
+            par(threads),
+            Transpose::No,
+            Transpose::No,
+            1.0,
+            &a,
+            &b,
+            0.0,
+            &mut c.view_mut(),
+        );
+        Ok(c)
+    }
+
+    fn cholesky_whole(
+        &self,
+        mut a: ArrayViewMut2<'_, f64>,
+        threads: usize,
+    ) -> Result<(), LinalgError> {
+        check_square("cholesky", a.nrows(), a.ncols())?;
+        cholesky_with(par(threads), &mut a)?;
+        zero_strict_upper(a);
+        Ok(())
+    }
+}
+
+fn par(threads: usize) -> Par {
+    if threads <= 1 {
+        Par::Seq
+    } else {
+        Par::rayon(threads)
+    }
+}
+
+fn cholesky_with(par: Par, a: &mut ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
+    let n = a.nrows();
+    let mut buffer = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
+    let stack = MemStack::new(&mut buffer);
+    cholesky_in_place(
+        mat_mut(a),
+        LltRegularization::default(),
+        par,
+        stack,
+        Default::default(),
+    )
+    .map(|_| ())
+    .map_err(|error| match error {
+        LltError::NonPositivePivot { index } => LinalgError::NotPositiveDefinite {
+            tile: 0,
+            pivot: index,
+            row: index,
+        },
+    })
+}
