@@ -1,5 +1,7 @@
 //! Property tests on random graphs: derived structure agrees with declarations.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,5 +1,7 @@
 //! Each way a set of declarations can be wrong gets its own error.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
+
 mod common;
 
 use common::{Step, step};

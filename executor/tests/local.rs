@@ -1,5 +1,7 @@
 //! The local executor against graphs of several shapes, and its failure modes.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -59,6 +59,7 @@ fn accumulate(beta: f64, scale: impl FnOnce(f64)) -> Accum {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the BLAS signature plus the parallelism
 fn gemm_with(
     par: Par,
     trans_a: Transpose,

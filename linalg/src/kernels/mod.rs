@@ -18,7 +18,9 @@ use crate::error::shape_mismatch;
 
 pub use faer_backend::FaerBackend;
 #[cfg(feature = "openblas")]
-pub use openblas_backend::OpenBlasBackend;
+pub use openblas_backend::{
+    OpenBlasBackend, better_core_type as openblas_better_core_type, core_name as openblas_core_name,
+};
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -19,6 +19,55 @@ use crate::tile;
 
 unsafe extern "C" {
     fn openblas_set_num_threads(threads: c_int);
+    fn openblas_get_corename() -> *const std::os::raw::c_char;
+}
+
+/// The CPU core type OpenBLAS selected when it was loaded.
+pub fn core_name() -> String {
+    // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated string.
+    let name = unsafe { openblas_get_corename() };
+    if name.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null, NUL-terminated, static.
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A core type to force with `OPENBLAS_CORETYPE` when OpenBLAS did not
+/// recognise this CPU and fell back to a generic pre-AVX kernel set (common on
+/// virtual machines that report a generic model name), which runs DGEMM at a
+/// fraction of the CPU's speed. `None` when OpenBLAS's own choice is fine.
+pub fn better_core_type() -> Option<&'static str> {
+    const GENERIC: [&str; 8] = [
+        "Prescott",
+        "Core2",
+        "Penryn",
+        "Dunnington",
+        "Nehalem",
+        "Atom",
+        "Katmai",
+        "Northwood",
+    ];
+    let current = core_name();
+    if !GENERIC.iter().any(|g| current.eq_ignore_ascii_case(g)) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return Some("SkylakeX");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Some("Haswell");
+        }
+    }
+    None
 }
 
 /// OpenBLAS's thread count is process-wide: tile kernels need it at one, the

@@ -1,0 +1,271 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wukong_dag::{Dag, DataId};
+use wukong_executor::{ExecError, Kernels, LocalExecutor, RunOptions, RunReport};
+use wukong_linalg::{
+    BackendKind, BlockMatrix, LinalgError, Tile, TileBackend, TileLayout, TileMap, TileOp,
+    cholesky_plan, gemm_plan, tile,
+};
+
+/// Why a computation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad input or a numerical failure (shape mismatch, NaN, not positive definite…).
+    #[error(transparent)]
+    Linalg(#[from] LinalgError),
+    /// The executor failed for a reason other than the math.
+    #[error(transparent)]
+    Exec(ExecError<LinalgError>),
+}
+
+impl From<ExecError<LinalgError>> for Error {
+    fn from(error: ExecError<LinalgError>) -> Self {
+        match error {
+            // The kernel's own error already names the tile and the value.
+            ExecError::Task { source, .. } => Error::Linalg(source),
+            other => Error::Exec(other),
+        }
+    }
+}
+
+/// Connects the math of `wukong-linalg` to the executor.
+struct TileKernels(&'static dyn TileBackend);
+
+impl Kernels<TileOp> for TileKernels {
+    type Value = Tile;
+    type Error = LinalgError;
+    fn execute(&self, op: &TileOp, inputs: Vec<Arc<Tile>>) -> Result<Vec<Tile>, LinalgError> {
+        op.execute(self.0, inputs).map(|tile| vec![tile])
+    }
+}
+
+/// A result with the facts of the run that produced it.
+#[derive(Debug)]
+pub struct Computed {
+    /// The result.
+    pub matrix: BlockMatrix,
+    /// Timings of the run.
+    pub report: RunReport,
+    /// Number of tasks in the graph.
+    pub tasks: usize,
+}
+
+/// Runs tiled algorithms on the embedded executor: threads of this process and
+/// an in-memory store.
+#[derive(Clone)]
+pub struct Runtime {
+    threads: usize,
+    backend: BackendKind,
+    kernels: &'static dyn TileBackend,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("threads", &self.threads)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    /// One executor thread per core, faer kernels.
+    pub fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            threads,
+            backend: BackendKind::Faer,
+            kernels: &wukong_linalg::kernels::FaerBackend,
+        }
+    }
+
+    /// Uses `threads` executor threads (at least one).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Uses another kernel backend; fails if it was not compiled in.
+    pub fn with_backend(mut self, backend: BackendKind) -> Result<Self, Error> {
+        self.kernels = backend.kernels()?;
+        self.backend = backend;
+        Ok(self)
+    }
+
+    /// Executor threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The kernel backend.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// The kernels of the backend, for whole-matrix reference calls.
+    pub fn kernels(&self) -> &'static dyn TileBackend {
+        self.kernels
+    }
+
+    /// `A·B`.
+    pub fn gemm(&self, a: &BlockMatrix, b: &BlockMatrix) -> Result<BlockMatrix, Error> {
+        Ok(self
+            .gemm_with(1.0, a, b, None, &RunOptions::default())?
+            .matrix)
+    }
+
+    /// `α·A·B + β·C`.
+    pub fn gemm_update(
+        &self,
+        alpha: f64,
+        a: &BlockMatrix,
+        b: &BlockMatrix,
+        beta: f64,
+        c: &BlockMatrix,
+    ) -> Result<BlockMatrix, Error> {
+        Ok(self
+            .gemm_with(alpha, a, b, Some((c, beta)), &RunOptions::default())?
+            .matrix)
+    }
+
+    /// `α·A·B`, plus `β·C` when `c` is given, with run options and a report.
+    pub fn gemm_with(
+        &self,
+        alpha: f64,
+        a: &BlockMatrix,
+        b: &BlockMatrix,
+        c: Option<(&BlockMatrix, f64)>,
+        options: &RunOptions<'_>,
+    ) -> Result<Computed, Error> {
+        let plan = gemm_plan(
+            a.layout(),
+            b.layout(),
+            alpha,
+            c.map(|(c, beta)| (c.layout(), beta)),
+        )?;
+        a.check_finite("A")?;
+        b.check_finite("B")?;
+        let mut inputs = tiles_of(&plan.a, a);
+        inputs.extend(tiles_of(&plan.b, b));
+        if let (Some(map), Some((c, _))) = (&plan.c_in, c) {
+            c.check_finite("C")?;
+            inputs.extend(tiles_of(map, c));
+        }
+        self.execute(&plan.dag, inputs, &plan.c, options)
+    }
+
+    /// Lower Cholesky factor `L` of a symmetric positive-definite `A = L·Lᵀ`.
+    pub fn cholesky(&self, a: &BlockMatrix) -> Result<BlockMatrix, Error> {
+        Ok(self
+            .cholesky_with(a.clone(), &RunOptions::default())?
+            .matrix)
+    }
+
+    /// Cholesky with run options and a report. Takes the matrix by value: tiles
+    /// that nobody else shares are factored in place, without a copy.
+    ///
+    /// Checks before running that `A` is square in square tiles, finite and
+    /// symmetric; a non-positive pivot stops the run with
+    /// [`LinalgError::NotPositiveDefinite`] naming its tile and row.
+    pub fn cholesky_with(
+        &self,
+        a: BlockMatrix,
+        options: &RunOptions<'_>,
+    ) -> Result<Computed, Error> {
+        let plan = cholesky_plan(a.layout())?;
+        a.check_finite("A")?;
+        check_symmetric(&a)?;
+        let inputs = tiles_of(&plan.a, &a);
+        drop(a);
+        self.execute(&plan.dag, inputs, &plan.l, options)
+    }
+
+    fn execute(
+        &self,
+        dag: &Dag<TileOp>,
+        inputs: Vec<(DataId, Arc<Tile>)>,
+        result: &TileMap,
+        options: &RunOptions<'_>,
+    ) -> Result<Computed, Error> {
+        let outcome = LocalExecutor::new(self.threads).run(
+            dag,
+            &TileKernels(self.kernels),
+            inputs,
+            options,
+        )?;
+        let matrix = assemble(result, outcome.outputs)?;
+        Ok(Computed {
+            matrix,
+            report: outcome.report,
+            tasks: dag.num_tasks(),
+        })
+    }
+}
+
+/// Pairs each tile that a plan reads with its data item.
+fn tiles_of(map: &TileMap, matrix: &BlockMatrix) -> Vec<(DataId, Arc<Tile>)> {
+    map.items
+        .iter()
+        .zip(matrix.tiles())
+        .filter_map(|(item, tile)| item.map(|d| (d, Arc::clone(tile))))
+        .collect()
+}
+
+/// Builds the result from the run's outputs; tiles the plan leaves out are
+/// zero and share one allocation per shape.
+fn assemble(map: &TileMap, mut outputs: HashMap<DataId, Arc<Tile>>) -> Result<BlockMatrix, Error> {
+    let layout: TileLayout = map.layout;
+    let mut zeros: HashMap<(usize, usize), Arc<Tile>> = HashMap::new();
+    let grid_cols = layout.grid().1;
+    let mut tiles = Vec::with_capacity(layout.num_tiles());
+    for (index, item) in map.items.iter().enumerate() {
+        let shape = layout.tile_shape(index / grid_cols, index % grid_cols);
+        let tile = match item.and_then(|d| outputs.remove(&d)) {
+            Some(tile) => tile,
+            None => Arc::clone(
+                zeros
+                    .entry(shape)
+                    .or_insert_with(|| Arc::new(tile::zeros(shape.0, shape.1))),
+            ),
+        };
+        tiles.push(tile);
+    }
+    Ok(BlockMatrix::from_tiles(layout, tiles)?)
+}
+
+/// `A` must equal `Aᵀ` up to rounding: `|A[i,j] − A[j,i]| ≤ 1e-10·max|A|`.
+fn check_symmetric(a: &BlockMatrix) -> Result<(), LinalgError> {
+    let scale = a
+        .tiles()
+        .iter()
+        .flat_map(|t| t.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    let tolerance = 1e-10 * scale;
+    let layout = a.layout();
+    let (grid, _) = layout.grid();
+    for i in 0..grid {
+        for j in 0..=i {
+            let (lower, upper) = (a.tile(i, j), a.tile(j, i));
+            for ((r, c), &value) in lower.indexed_iter() {
+                let mirror = upper[[c, r]];
+                if (value - mirror).abs() > tolerance {
+                    return Err(LinalgError::NotSymmetric {
+                        row: layout.row_offset(j) + c,
+                        col: layout.col_offset(i) + r,
+                        upper: mirror,
+                        lower: value,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! One benchmark job: generate inputs, run the tiled algorithm, time the same
+//! backend's whole-matrix call on the same input in the same run, and verify.
+//! The `wukong run` command and `wukong-bench` both use it.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use wukong_executor::{Progress, RunOptions};
+use wukong_linalg::{BackendKind, BlockMatrix, LinalgError, cholesky_flops, gemm_flops, tile};
+
+use crate::{Error, Runtime};
+
+/// The algorithms a workload can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// `C = A·B` with `A` m×k and `B` k×n.
+    Gemm,
+    /// `A = L·Lᵀ` of an n×n symmetric positive-definite matrix.
+    Cholesky,
+}
+
+impl Algorithm {
+    /// The name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Gemm => "gemm",
+            Algorithm::Cholesky => "cholesky",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// Columns of the result (GEMM) or order of the matrix (Cholesky).
+    pub n: usize,
+    /// Rows of `A` and `C` (GEMM; defaults to `n`).
+    pub m: Option<usize>,
+    /// Inner dimension (GEMM; defaults to `n`).
+    pub k: Option<usize>,
+    /// Tile size (square tiles).
+    pub tile: usize,
+    /// Executor threads, also used by the whole-matrix reference.
+    pub threads: usize,
+    /// Kernel backend of both the tiled run and the reference.
+    pub backend: BackendKind,
+    /// Seed of the random inputs.
+    pub seed: u64,
+}
+
+/// What a workload measured. Field names are part of the CLI's JSON output.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadReport {
+    /// `gemm` or `cholesky`.
+    pub algorithm: Algorithm,
+    /// See [`Workload::n`].
+    pub n: usize,
+    /// See [`Workload::m`].
+    pub m: usize,
+    /// See [`Workload::k`].
+    pub k: usize,
+    /// Tile size.
+    pub tile: usize,
+    /// Executor threads.
+    pub threads: usize,
+    /// `faer` or `openblas`.
+    pub backend: &'static str,
+    /// Scheduler of the tiled run.
+    pub scheduler: &'static str,
+    /// Tasks in the graph.
+    pub tasks: usize,
+    /// Wall time of the tiled run (graph construction included).
+    pub seconds: f64,
+    /// Useful floating-point operations per second of the tiled run, in 10⁹.
+    pub gflops: f64,
+    /// Wall time of the whole-matrix library call on the same input.
+    pub reference_seconds: f64,
+    /// Its GFLOP/s.
+    pub reference_gflops: f64,
+    /// `gflops / reference_gflops`: above 1 the tiled run is faster.
+    pub ratio: f64,
+    /// Relative Frobenius residual of the tiled result: ‖A−LLᵀ‖/‖A‖ (Cholesky),
+    /// ‖C−AB‖/(‖A‖‖B‖) with AB from the reference call (GEMM).
+    pub residual: f64,
+    /// The same residual for the reference's own result (Cholesky only).
+    pub reference_residual: Option<f64>,
+    /// Fraction of executor-thread time spent in kernels.
+    pub utilization: f64,
+    /// Seed of the inputs.
+    pub seed: u64,
+}
+
+impl Workload {
+    /// Runs the workload. `progress` sees each finished task of the tiled run.
+    pub fn run(
+        &self,
+        progress: Option<&(dyn Fn(Progress) + Sync)>,
+    ) -> Result<WorkloadReport, Error> {
+        let runtime = Runtime::new()
+            .with_threads(self.threads)
+            .with_backend(self.backend)?;
+        let options = RunOptions { progress };
+        let m = self.m.unwrap_or(self.n);
+        let k = self.k.unwrap_or(self.n);
+        match self.algorithm {
+            Algorithm::Gemm => self.gemm(&runtime, &options, m, k),
+            Algorithm::Cholesky => self.cholesky(&runtime, &options),
+        }
+    }
+
+    fn report(
+        &self,
+        m: usize,
+        k: usize,
+        flops: f64,
+        tasks: usize,
+        seconds: f64,
+        reference_seconds: f64,
+    ) -> WorkloadReport {
+        let gflops = flops / seconds / 1e9;
+        let reference_gflops = flops / reference_seconds / 1e9;
+        WorkloadReport {
+            algorithm: self.algorithm,
+            n: self.n,
+            m,
+            k,
+            tile: self.tile,
+            threads: self.threads,
+            backend: self.backend.name(),
+            scheduler: "local",
+            tasks,
+            seconds,
+            gflops,
+            reference_seconds,
+            reference_gflops,
+            ratio: gflops / reference_gflops,
+            residual: f64::NAN,
+            reference_residual: None,
+            utilization: 0.0,
+            seed: self.seed,
+        }
+    }
+
+    fn gemm(
+        &self,
+        runtime: &Runtime,
+        options: &RunOptions<'_>,
+        m: usize,
+        k: usize,
+    ) -> Result<WorkloadReport, Error> {
+        let n = self.n;
+        let a = BlockMatrix::random(m, k, self.tile, self.tile, self.seed)?;
+        let b = BlockMatrix::random(k, n, self.tile, self.tile, self.seed.wrapping_add(1))?;
+
+        let start = Instant::now();
+        let computed = runtime.gemm_with(1.0, &a, &b, None, options)?;
+        let seconds = start.elapsed().as_secs_f64();
+
+        let (a_whole, b_whole) = (a.to_array(), b.to_array());
+        let start = Instant::now();
+        let reference =
+            runtime
+                .kernels()
+                .matmul_whole(a_whole.view(), b_whole.view(), self.threads)?;
+        let reference_seconds = start.elapsed().as_secs_f64();
+
+        let difference = &computed.matrix.to_array() - &reference;
+        let residual =
+            tile::frobenius_norm(difference.view()) / (a.frobenius_norm() * b.frobenius_norm());
+        let mut report = self.report(
+            m,
+            k,
+            gemm_flops(m, n, k),
+            computed.tasks,
+            seconds,
+            reference_seconds,
+        );
+        report.residual = residual;
+        report.utilization = computed.report.utilization();
+        Ok(report)
+    }
+
+    fn cholesky(
+        &self,
+        runtime: &Runtime,
+        options: &RunOptions<'_>,
+    ) -> Result<WorkloadReport, Error> {
+        let n = self.n;
+        let generate = || BlockMatrix::random_spd(n, self.tile, self.seed);
+        let a = generate()?;
+        let mut reference = a.to_array();
+
+        // The tiled run owns its input, as the reference does: no tile is copied.
+        let start = Instant::now();
+        let computed = runtime.cholesky_with(a, options)?;
+        let seconds = start.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        runtime
+            .kernels()
+            .cholesky_whole(reference.view_mut(), self.threads)?;
+        let reference_seconds = start.elapsed().as_secs_f64();
+
+        let a = generate()?.to_array();
+        let residual = |l: &ndarray::Array2<f64>| -> Result<f64, LinalgError> {
+            let product = runtime
+                .kernels()
+                .matmul_whole(l.view(), l.t(), self.threads)?;
+            Ok(tile::frobenius_norm((&a - &product).view()) / tile::frobenius_norm(a.view()))
+        };
+        let mut report = self.report(
+            n,
+            n,
+            cholesky_flops(n),
+            computed.tasks,
+            seconds,
+            reference_seconds,
+        );
+        report.residual = residual(&computed.matrix.to_array())?;
+        report.reference_residual = Some(residual(&reference)?);
+        report.utilization = computed.report.utilization();
+        Ok(report)
+    }
+}

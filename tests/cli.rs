@@ -1,0 +1,115 @@
+//! The `wukong` binary: JSON fields, summaries and errors.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
+
+use std::process::Command;
+
+fn wukong(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wukong"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_json_has_every_documented_field() {
+    for algorithm in ["gemm", "cholesky"] {
+        let out = wukong(&[
+            "run",
+            algorithm,
+            "--n",
+            "150",
+            "--tile",
+            "40",
+            "--threads",
+            "2",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for field in [
+            "algorithm",
+            "n",
+            "tile",
+            "threads",
+            "backend",
+            "tasks",
+            "seconds",
+            "gflops",
+            "reference_seconds",
+            "reference_gflops",
+            "ratio",
+            "residual",
+        ] {
+            assert!(
+                json.get(field).is_some(),
+                "{algorithm}: missing {field} in {json}"
+            );
+        }
+        assert_eq!(json["algorithm"], algorithm);
+        assert_eq!(json["threads"], 2);
+        assert_eq!(json["backend"], "faer");
+        assert!(json["residual"].as_f64().unwrap() < 1e-14, "{json}");
+        let expected_tasks = if algorithm == "gemm" {
+            4 * 4 * 4
+        } else {
+            4 + 6 + 6 + 4
+        };
+        assert_eq!(json["tasks"], expected_tasks);
+    }
+}
+
+#[test]
+fn rectangular_gemm_from_the_command_line() {
+    let out = wukong(&[
+        "run", "gemm", "--n", "33", "--m", "70", "--k", "5", "--tile", "16", "--json",
+    ]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["m"].as_u64(), json["k"].as_u64(), json["n"].as_u64()),
+        (Some(70), Some(5), Some(33))
+    );
+}
+
+#[test]
+fn the_summary_is_readable() {
+    let out = wukong(&["run", "cholesky", "--n", "100", "--tile", "30"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "cholesky A = L·Lᵀ, n = 100",
+        "tiled",
+        "reference",
+        "ratio",
+        "residual",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    for (args, needle) in [
+        (&["run", "cholesky", "--n", "0"][..], "0 is not in 1.."),
+        (
+            &["run", "gemm", "--n", "10", "--tile", "0"][..],
+            "0 is not in 1..",
+        ),
+        (
+            &["run", "cholesky", "--n", "10", "--m", "3"][..],
+            "apply to gemm only",
+        ),
+        (&["run", "svd2", "--n", "10"][..], "invalid value 'svd2'"),
+        (&["run", "gemm", "--n", "-4"][..], "unexpected argument"),
+    ] {
+        let out = wukong(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
