@@ -65,6 +65,10 @@ struct RunArgs {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Time the tiled run and the reference this many times each, alternating,
+    /// and report medians (a noisy machine needs 3 or more).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -116,6 +120,7 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
             BackendArg::Openblas => BackendKind::OpenBlas,
         },
         seed: args.seed,
+        repeat: args.repeat as usize,
     };
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if args.json {
@@ -156,8 +161,16 @@ fn print_summary(r: &WorkloadReport) {
     };
     println!("{} {shape}", r.algorithm.name());
     println!(
-        "  tiles {}, {} tasks, {} threads, {} kernels",
-        r.tile, r.tasks, r.threads, r.backend
+        "  tiles {}, {} tasks, {} threads, {} kernels{}",
+        r.tile,
+        r.tasks,
+        r.threads,
+        r.backend,
+        if r.repeat > 1 {
+            format!(", medians of {} runs", r.repeat)
+        } else {
+            String::new()
+        }
     );
     println!(
         "  tiled      {:>9.3} s  {:>8.1} GFLOP/s  ({:.0}% of thread time in kernels)",

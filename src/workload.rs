@@ -49,6 +49,9 @@ pub struct Workload {
     pub backend: BackendKind,
     /// Seed of the random inputs.
     pub seed: u64,
+    /// How many times to time the tiled run and the reference (alternating);
+    /// the report gives medians.
+    pub repeat: usize,
 }
 
 /// What a workload measured. Field names are part of the CLI's JSON output.
@@ -72,7 +75,9 @@ pub struct WorkloadReport {
     pub scheduler: &'static str,
     /// Tasks in the graph.
     pub tasks: usize,
-    /// Wall time of the tiled run (graph construction included).
+    /// Timed runs of each side; times are medians over them.
+    pub repeat: usize,
+    /// Wall time of the tiled run (graph construction and input checks included).
     pub seconds: f64,
     /// Useful floating-point operations per second of the tiled run, in 10⁹.
     pub gflops: f64,
@@ -117,9 +122,10 @@ impl Workload {
         k: usize,
         flops: f64,
         tasks: usize,
-        seconds: f64,
-        reference_seconds: f64,
+        timings: &Timings,
     ) -> WorkloadReport {
+        let seconds = median(&timings.tiled);
+        let reference_seconds = median(&timings.reference);
         let gflops = flops / seconds / 1e9;
         let reference_gflops = flops / reference_seconds / 1e9;
         WorkloadReport {
@@ -132,14 +138,15 @@ impl Workload {
             backend: self.backend.name(),
             scheduler: "local",
             tasks,
+            repeat: timings.tiled.len(),
             seconds,
             gflops,
             reference_seconds,
             reference_gflops,
             ratio: gflops / reference_gflops,
-            residual: f64::NAN,
-            reference_residual: None,
-            utilization: 0.0,
+            residual: timings.residual,
+            reference_residual: timings.reference_residual,
+            utilization: median(&timings.utilization),
             seed: self.seed,
         }
     }
@@ -154,33 +161,31 @@ impl Workload {
         let n = self.n;
         let a = BlockMatrix::random(m, k, self.tile, self.tile, self.seed)?;
         let b = BlockMatrix::random(k, n, self.tile, self.tile, self.seed.wrapping_add(1))?;
-
-        let start = Instant::now();
-        let computed = runtime.gemm_with(1.0, &a, &b, None, options)?;
-        let seconds = start.elapsed().as_secs_f64();
-
         let (a_whole, b_whole) = (a.to_array(), b.to_array());
-        let start = Instant::now();
-        let reference =
-            runtime
-                .kernels()
-                .matmul_whole(a_whole.view(), b_whole.view(), self.threads)?;
-        let reference_seconds = start.elapsed().as_secs_f64();
+        let norms = a.frobenius_norm() * b.frobenius_norm();
+        let mut timings = Timings::default();
+        let mut last = None;
+        for _ in 0..self.repeat.max(1) {
+            let start = Instant::now();
+            let computed = runtime.gemm_with(1.0, &a, &b, None, options)?;
+            timings.tiled.push(start.elapsed().as_secs_f64());
+            timings.utilization.push(computed.report.utilization());
 
-        let difference = &computed.matrix.to_array() - &reference;
-        let residual =
-            tile::frobenius_norm(difference.view()) / (a.frobenius_norm() * b.frobenius_norm());
-        let mut report = self.report(
-            m,
-            k,
-            gemm_flops(m, n, k),
-            computed.tasks,
-            seconds,
-            reference_seconds,
-        );
-        report.residual = residual;
-        report.utilization = computed.report.utilization();
-        Ok(report)
+            let start = Instant::now();
+            let reference =
+                runtime
+                    .kernels()
+                    .matmul_whole(a_whole.view(), b_whole.view(), self.threads)?;
+            timings.reference.push(start.elapsed().as_secs_f64());
+            last = Some((computed, reference));
+        }
+        let mut tasks = 0;
+        if let Some((computed, reference)) = last {
+            let difference = &computed.matrix.to_array() - &reference;
+            timings.residual = tile::frobenius_norm(difference.view()) / norms;
+            tasks = computed.tasks;
+        }
+        Ok(self.report(m, k, gemm_flops(m, n, k), tasks, &timings))
     }
 
     fn cholesky(
@@ -190,38 +195,60 @@ impl Workload {
     ) -> Result<WorkloadReport, Error> {
         let n = self.n;
         let generate = || BlockMatrix::random_spd(n, self.tile, self.seed);
-        let a = generate()?;
-        let mut reference = a.to_array();
+        let mut timings = Timings::default();
+        let mut last = None;
+        for _ in 0..self.repeat.max(1) {
+            // Each run factors a fresh copy: both sides work in place.
+            let a = generate()?;
+            let mut reference = a.to_array();
 
-        // The tiled run owns its input, as the reference does: no tile is copied.
-        let start = Instant::now();
-        let computed = runtime.cholesky_with(a, options)?;
-        let seconds = start.elapsed().as_secs_f64();
+            // The tiled run owns its input, as the in-place reference does: no tile is copied.
+            let start = Instant::now();
+            let computed = runtime.cholesky_with(a, options)?;
+            timings.tiled.push(start.elapsed().as_secs_f64());
+            timings.utilization.push(computed.report.utilization());
 
-        let start = Instant::now();
-        runtime
-            .kernels()
-            .cholesky_whole(reference.view_mut(), self.threads)?;
-        let reference_seconds = start.elapsed().as_secs_f64();
-
-        let a = generate()?.to_array();
-        let residual = |l: &ndarray::Array2<f64>| -> Result<f64, LinalgError> {
-            let product = runtime
+            let start = Instant::now();
+            runtime
                 .kernels()
-                .matmul_whole(l.view(), l.t(), self.threads)?;
-            Ok(tile::frobenius_norm((&a - &product).view()) / tile::frobenius_norm(a.view()))
-        };
-        let mut report = self.report(
-            n,
-            n,
-            cholesky_flops(n),
-            computed.tasks,
-            seconds,
-            reference_seconds,
-        );
-        report.residual = residual(&computed.matrix.to_array())?;
-        report.reference_residual = Some(residual(&reference)?);
-        report.utilization = computed.report.utilization();
-        Ok(report)
+                .cholesky_whole(reference.view_mut(), self.threads)?;
+            timings.reference.push(start.elapsed().as_secs_f64());
+            last = Some((computed, reference));
+        }
+        let mut tasks = 0;
+        if let Some((computed, reference)) = last {
+            let a = generate()?.to_array();
+            let residual = |l: &ndarray::Array2<f64>| -> Result<f64, LinalgError> {
+                let product = runtime
+                    .kernels()
+                    .matmul_whole(l.view(), l.t(), self.threads)?;
+                Ok(tile::frobenius_norm((&a - &product).view()) / tile::frobenius_norm(a.view()))
+            };
+            timings.residual = residual(&computed.matrix.to_array())?;
+            timings.reference_residual = Some(residual(&reference)?);
+            tasks = computed.tasks;
+        }
+        Ok(self.report(n, n, cholesky_flops(n), tasks, &timings))
+    }
+}
+
+/// Measurements of repeated runs; each run times the tiled algorithm and then
+/// the reference, so slow phases of a noisy machine hit both alike.
+#[derive(Default)]
+struct Timings {
+    tiled: Vec<f64>,
+    reference: Vec<f64>,
+    utilization: Vec<f64>,
+    residual: f64,
+    reference_residual: Option<f64>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        len if len % 2 == 1 => sorted[len / 2],
+        len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
     }
 }

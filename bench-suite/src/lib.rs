@@ -11,7 +11,7 @@
 //! let base = Workload {
 //!     algorithm: Algorithm::Cholesky,
 //!     n: 96, m: None, k: None, tile: 32, threads: 2,
-//!     backend: BackendKind::Faer, seed: 1,
+//!     backend: BackendKind::Faer, seed: 1, repeat: 1,
 //! };
 //! let reports = wukong_bench::sweep(&base, &[24, 48], &[BackendKind::Faer], |_| {})?;
 //! assert_eq!(reports.len(), 2);

@@ -168,6 +168,37 @@ impl BlockMatrix {
         Ok(())
     }
 
+    /// Like [`check_finite`](Self::check_finite) on the lower triangle only
+    /// (diagonal included): the part that a lower Cholesky factorization reads.
+    pub fn check_finite_lower(&self, matrix: &'static str) -> Result<(), LinalgError> {
+        let (grid_rows, grid_cols) = self.layout.grid();
+        for i in 0..grid_rows {
+            for j in 0..grid_cols.min(i + 1) {
+                let tile = self.tile(i, j);
+                let (r0, c0) = (self.layout.row_offset(i), self.layout.col_offset(j));
+                let found = if r0 > c0 + tile.ncols() {
+                    tile::first_non_finite(tile.view())
+                } else {
+                    // Entries with global row ≥ global column, column by column.
+                    (0..tile.ncols()).find_map(|c| {
+                        let first_row = (c0 + c).saturating_sub(r0).min(tile.nrows());
+                        let column = tile.slice(s![first_row.., c..=c]);
+                        tile::first_non_finite(column).map(|(r, _, v)| (first_row + r, c, v))
+                    })
+                };
+                if let Some((r, c, value)) = found {
+                    return Err(LinalgError::NonFinite {
+                        matrix,
+                        row: r0 + r,
+                        col: c0 + c,
+                        value,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Frobenius norm.
     pub fn frobenius_norm(&self) -> f64 {
         self.tiles

@@ -29,18 +29,6 @@ pub enum LinalgError {
         /// The value.
         value: f64,
     },
-    /// A matrix given to Cholesky is not symmetric.
-    #[error("the matrix is not symmetric: A[{row}, {col}] = {upper} but A[{col}, {row}] = {lower}")]
-    NotSymmetric {
-        /// Row of the upper-triangle entry.
-        row: usize,
-        /// Column of the upper-triangle entry.
-        col: usize,
-        /// The upper-triangle entry.
-        upper: f64,
-        /// Its mirror in the lower triangle.
-        lower: f64,
-    },
     /// Cholesky met a pivot that is not positive: the matrix is not positive definite.
     #[error(
         "the matrix is not positive definite: the pivot at row {row} (tile ({tile}, {tile}), local pivot {pivot}) is not positive"

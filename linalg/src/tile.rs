@@ -17,8 +17,30 @@ pub fn to_column_major(view: ArrayView2<'_, f64>) -> Tile {
     tile
 }
 
+/// Whether every value is finite, in a form the compiler vectorises: `x − x`
+/// is NaN exactly when `x` is NaN or infinite, and NaN survives any sum.
+pub fn all_finite(values: &[f64]) -> bool {
+    let mut lanes = [0.0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v - v;
+        }
+    }
+    lanes.iter().chain(rest).fold(0.0, |acc, &v| acc + (v - v)) == 0.0
+        && lanes.iter().all(|lane| *lane == 0.0)
+}
+
 /// The first non-finite value of a view, as `(row, col, value)`.
 pub fn first_non_finite(view: ArrayView2<'_, f64>) -> Option<(usize, usize, f64)> {
+    let finite = match view.as_slice_memory_order() {
+        Some(values) => all_finite(values),
+        None => view.iter().all(|v| v.is_finite()),
+    };
+    if finite {
+        return None;
+    }
     view.indexed_iter()
         .find(|(_, v)| !v.is_finite())
         .map(|((r, c), &v)| (r, c, v))

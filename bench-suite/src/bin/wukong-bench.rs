@@ -40,6 +40,9 @@ enum Command {
         /// Seed of the random inputs.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Timed runs of each side per configuration; the table gives medians.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
         /// Also write the reports to this JSON file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         backends,
         threads,
         seed,
+        repeat,
         json,
     } = Cli::parse().command;
     if tiles.contains(&0) {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         backend: BackendKind::Faer,
         seed,
+        repeat,
     };
     print!("{}", wukong_bench::table(&[]));
     let reports = match wukong_bench::sweep(&base, &tiles, &backends, |r| {

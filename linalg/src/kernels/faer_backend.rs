@@ -2,16 +2,15 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{
     LltError, LltRegularization, cholesky_in_place, cholesky_in_place_scratch,
 };
-use faer::linalg::matmul::triangular::BlockStructure;
 use faer::linalg::triangular_solve as solve;
 use faer::{Accum, MatMut, MatRef, Par};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2, s};
 
 use super::{
     BackendKind, Diagonal, Side, TileBackend, Transpose, Triangle, check_gemm, check_matmul,
-    check_square, check_syrk, check_trsm, scale_triangle, zero_strict_upper,
+    check_square, check_syrk, check_trsm, zero_strict_upper,
 };
-use crate::LinalgError;
+use crate::{LinalgError, tile};
 
 /// Kernels from faer, in pure Rust. Tile kernels run with `Par::Seq`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,13 +39,6 @@ fn mat_mut<'a>(view: &'a mut ArrayViewMut2<'_, f64>) -> MatMut<'a, f64> {
     unsafe { MatMut::from_raw_parts_mut(view.as_mut_ptr(), rows, cols, rs, cs) }
 }
 
-fn apply(m: MatRef<'_, f64>, trans: Transpose) -> MatRef<'_, f64> {
-    match trans {
-        Transpose::No => m,
-        Transpose::Yes => m.transpose(),
-    }
-}
-
 /// Turns `β` into faer's accumulate mode, scaling `C` first where needed.
 fn accumulate(beta: f64, scale: impl FnOnce(f64)) -> Accum {
     if beta == 0.0 {
@@ -56,6 +48,22 @@ fn accumulate(beta: f64, scale: impl FnOnce(f64)) -> Accum {
             scale(beta);
         }
         Accum::Add
+    }
+}
+
+/// `op(X)` as a column-major matrix: a view when it already is one, else a
+/// copy. faer's matrix product runs about twice as fast when both factors are
+/// column-major (measured on 512 and 1024 tiles), and a copy costs one pass over
+/// an operand against `m·n·k` multiply-adds.
+fn column_major_op<'a>(view: &'a ArrayView2<'_, f64>, trans: Transpose) -> CowArray<'a, f64, Ix2> {
+    let op = match trans {
+        Transpose::No => view.view(),
+        Transpose::Yes => view.t(),
+    };
+    if op.nrows() <= 1 || op.strides()[0] == 1 {
+        CowArray::from(op)
+    } else {
+        CowArray::from(tile::to_column_major(op))
     }
 }
 
@@ -70,14 +78,82 @@ fn gemm_with(
     beta: f64,
     c: &mut ArrayViewMut2<'_, f64>,
 ) {
+    let (a, b) = (column_major_op(a, trans_a), column_major_op(b, trans_b));
+    product(par, alpha, &a.view(), &b.view(), beta, c);
+}
+
+/// `C ← α·A·B + β·C` for column-major `A` and `B`.
+fn product(
+    par: Par,
+    alpha: f64,
+    a: &ArrayView2<'_, f64>,
+    b: &ArrayView2<'_, f64>,
+    beta: f64,
+    c: &mut ArrayViewMut2<'_, f64>,
+) {
     let accum = accumulate(beta, |beta| c.mapv_inplace(|x| x * beta));
-    faer::linalg::matmul::matmul(
-        mat_mut(c),
-        accum,
-        apply(mat_ref(a), trans_a),
-        apply(mat_ref(b), trans_b),
+    faer::linalg::matmul::matmul(mat_mut(c), accum, mat_ref(a), mat_ref(b), alpha, par);
+}
+
+/// Below this order a diagonal block of SYRK is computed as a full product
+/// into scratch space, of which one triangle is kept.
+const SYRK_BASE: usize = 128;
+
+/// `C ← α·L·R + β·C` on one triangle of `C`, where `R = Lᵀ` and both are
+/// column-major: halves the triangle recursively so that nearly all the work
+/// is large square-ish products (faer's triangular product is about 2.5× slower).
+fn syrk_recursive(
+    triangle: Triangle,
+    alpha: f64,
+    l: ArrayView2<'_, f64>,
+    r: ArrayView2<'_, f64>,
+    beta: f64,
+    mut c: ArrayViewMut2<'_, f64>,
+) {
+    let n = c.nrows();
+    if n <= SYRK_BASE {
+        let mut full = tile::zeros(n, n);
+        product(Par::Seq, alpha, &l, &r, 0.0, &mut full.view_mut());
+        for j in 0..n {
+            let rows = match triangle {
+                Triangle::Lower => j..n,
+                Triangle::Upper => 0..j + 1,
+            };
+            for i in rows {
+                c[[i, j]] = if beta == 0.0 {
+                    full[[i, j]]
+                } else {
+                    full[[i, j]] + beta * c[[i, j]]
+                };
+            }
+        }
+        return;
+    }
+    let h = n / 2;
+    let (c11, mut off_diagonal, c22) = match triangle {
+        Triangle::Lower => c.multi_slice_mut((s![..h, ..h], s![h.., ..h], s![h.., h..])),
+        Triangle::Upper => c.multi_slice_mut((s![..h, ..h], s![..h, h..], s![h.., h..])),
+    };
+    syrk_recursive(
+        triangle,
         alpha,
-        par,
+        l.slice(s![..h, ..]),
+        r.slice(s![.., ..h]),
+        beta,
+        c11,
+    );
+    let (rows, cols) = match triangle {
+        Triangle::Lower => (l.slice(s![h.., ..]), r.slice(s![.., ..h])),
+        Triangle::Upper => (l.slice(s![..h, ..]), r.slice(s![.., h..])),
+    };
+    product(Par::Seq, alpha, &rows, &cols, beta, &mut off_diagonal);
+    syrk_recursive(
+        triangle,
+        alpha,
+        l.slice(s![h.., ..]),
+        r.slice(s![.., h..]),
+        beta,
+        c22,
     );
 }
 
@@ -108,26 +184,15 @@ impl TileBackend for FaerBackend {
         alpha: f64,
         a: ArrayView2<'_, f64>,
         beta: f64,
-        mut c: ArrayViewMut2<'_, f64>,
+        c: ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
         check_syrk(trans, &a, &c)?;
-        let accum = accumulate(beta, |beta| scale_triangle(&mut c, triangle, beta));
-        let lhs = apply(mat_ref(&a), trans);
-        let structure = match triangle {
-            Triangle::Lower => BlockStructure::TriangularLower,
-            Triangle::Upper => BlockStructure::TriangularUpper,
+        let other = match trans {
+            Transpose::No => Transpose::Yes,
+            Transpose::Yes => Transpose::No,
         };
-        faer::linalg::matmul::triangular::matmul(
-            mat_mut(&mut c),
-            structure,
-            accum,
-            lhs,
-            BlockStructure::Rectangular,
-            lhs.transpose(),
-            BlockStructure::Rectangular,
-            alpha,
-            Par::Seq,
-        );
+        let (l, r) = (column_major_op(&a, trans), column_major_op(&a, other));
+        syrk_recursive(triangle, alpha, l.view(), r.view(), beta, c);
         Ok(())
     }
 

@@ -285,19 +285,5 @@ pub(crate) fn zero_strict_upper(mut a: ArrayViewMut2<'_, f64>) {
     }
 }
 
-/// Scales the `triangle` (with diagonal) of a square view.
-pub(crate) fn scale_triangle(a: &mut ArrayViewMut2<'_, f64>, triangle: Triangle, beta: f64) {
-    let n = a.nrows();
-    for j in 0..n {
-        let rows = match triangle {
-            Triangle::Lower => j..n,
-            Triangle::Upper => 0..j + 1,
-        };
-        for i in rows {
-            a[[i, j]] *= beta;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;
