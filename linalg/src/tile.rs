@@ -17,19 +17,18 @@ pub fn to_column_major(view: ArrayView2<'_, f64>) -> Tile {
     tile
 }
 
-/// Whether every value is finite, in a form the compiler vectorises: `x − x`
-/// is NaN exactly when `x` is NaN or infinite, and NaN survives any sum.
+/// Whether every value is finite, in a form the compiler vectorises: `x·0` is
+/// zero for finite `x` and NaN for NaN or ±∞, and NaN survives any sum.
 pub fn all_finite(values: &[f64]) -> bool {
     let mut lanes = [0.0f64; 8];
-    let chunks = values.chunks_exact(8);
-    let rest = chunks.remainder();
-    for chunk in chunks {
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v - v;
+            *lane += v * 0.0;
         }
     }
-    lanes.iter().chain(rest).fold(0.0, |acc, &v| acc + (v - v)) == 0.0
-        && lanes.iter().all(|lane| *lane == 0.0)
+    let rest: f64 = chunks.remainder().iter().map(|&v| v * 0.0).sum();
+    lanes.iter().sum::<f64>() + rest == 0.0
 }
 
 /// The first non-finite value of a view, as `(row, col, value)`.
@@ -49,4 +48,24 @@ pub fn first_non_finite(view: ArrayView2<'_, f64>) -> Option<(usize, usize, f64)
 /// Frobenius norm of a view.
 pub fn frobenius_norm(view: ArrayView2<'_, f64>) -> f64 {
     view.iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_finite;
+
+    #[test]
+    fn all_finite_finds_nan_and_infinities_anywhere() {
+        let mut values = vec![1.5; 37];
+        assert!(all_finite(&values));
+        assert!(all_finite(&[]));
+        for position in [0, 7, 8, 35, 36] {
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                values[position] = bad;
+                assert!(!all_finite(&values), "{bad} at {position}");
+                values[position] = 1.5;
+            }
+        }
+        assert!(all_finite(&[f64::MAX, f64::MIN, -0.0, f64::MIN_POSITIVE]));
+    }
 }

@@ -4,12 +4,10 @@ use faer::linalg::cholesky::llt::factor::{
 };
 use faer::linalg::triangular_solve as solve;
 use faer::{Accum, MatMut, MatRef, Par};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2, s};
+use ndarray::{ArrayView2, ArrayViewMut2, CowArray, Ix2, s};
 
-use super::{
-    BackendKind, Diagonal, Side, TileBackend, Transpose, Triangle, check_gemm, check_matmul,
-    check_square, check_syrk, check_trsm, zero_strict_upper,
-};
+use super::sealed::Raw;
+use super::{BackendKind, Diagonal, Side, Transpose, Triangle};
 use crate::{LinalgError, tile};
 
 /// Kernels from faer, in pure Rust. Tile kernels run with `Par::Seq`.
@@ -157,61 +155,59 @@ fn syrk_recursive(
     );
 }
 
-impl TileBackend for FaerBackend {
-    fn kind(&self) -> BackendKind {
+impl Raw for FaerBackend {
+    fn raw_kind(&self) -> BackendKind {
         BackendKind::Faer
     }
 
-    fn gemm(
+    fn raw_gemm(
         &self,
+        threads: usize,
         trans_a: Transpose,
         trans_b: Transpose,
         alpha: f64,
-        a: ArrayView2<'_, f64>,
-        b: ArrayView2<'_, f64>,
+        a: &ArrayView2<'_, f64>,
+        b: &ArrayView2<'_, f64>,
         beta: f64,
-        mut c: ArrayViewMut2<'_, f64>,
+        c: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
-        check_gemm(trans_a, trans_b, &a, &b, &c)?;
-        gemm_with(Par::Seq, trans_a, trans_b, alpha, &a, &b, beta, &mut c);
+        gemm_with(par(threads), trans_a, trans_b, alpha, a, b, beta, c);
         Ok(())
     }
 
-    fn syrk(
+    fn raw_syrk(
         &self,
         triangle: Triangle,
         trans: Transpose,
         alpha: f64,
-        a: ArrayView2<'_, f64>,
+        a: &ArrayView2<'_, f64>,
         beta: f64,
-        c: ArrayViewMut2<'_, f64>,
+        c: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
-        check_syrk(trans, &a, &c)?;
         let other = match trans {
             Transpose::No => Transpose::Yes,
             Transpose::Yes => Transpose::No,
         };
-        let (l, r) = (column_major_op(&a, trans), column_major_op(&a, other));
-        syrk_recursive(triangle, alpha, l.view(), r.view(), beta, c);
+        let (l, r) = (column_major_op(a, trans), column_major_op(a, other));
+        syrk_recursive(triangle, alpha, l.view(), r.view(), beta, c.view_mut());
         Ok(())
     }
 
-    fn trsm(
+    fn raw_trsm(
         &self,
         side: Side,
         triangle: Triangle,
         trans: Transpose,
         diagonal: Diagonal,
         alpha: f64,
-        a: ArrayView2<'_, f64>,
-        mut b: ArrayViewMut2<'_, f64>,
+        a: &ArrayView2<'_, f64>,
+        b: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
-        check_trsm(side, &a, &b)?;
         if alpha != 1.0 {
             b.mapv_inplace(|x| x * alpha);
         }
-        let a = mat_ref(&a);
-        let b = mat_mut(&mut b);
+        let a = mat_ref(a);
+        let b = mat_mut(b);
         // X·op(A) = B is op(A)ᵀ·Xᵀ = Bᵀ: a left solve on the transposed views.
         let (a, b) = match (side, trans) {
             (Side::Left, Transpose::No) => (a, b),
@@ -235,43 +231,31 @@ impl TileBackend for FaerBackend {
         Ok(())
     }
 
-    fn potrf(&self, mut a: ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
-        check_square("potrf", a.nrows(), a.ncols())?;
-        cholesky_with(Par::Seq, &mut a)?;
-        zero_strict_upper(a);
-        Ok(())
-    }
-
-    fn matmul_whole(
+    fn raw_cholesky(
         &self,
-        a: ArrayView2<'_, f64>,
-        b: ArrayView2<'_, f64>,
         threads: usize,
-    ) -> Result<Array2<f64>, LinalgError> {
-        check_matmul(&a, &b)?;
-        let mut c = crate::tile::zeros(a.nrows(), b.ncols());
-        gemm_with(
-            par(threads),
-            Transpose::No,
-            Transpose::No,
-            1.0,
-            &a,
-            &b,
-            0.0,
-            &mut c.view_mut(),
-        );
-        Ok(c)
-    }
-
-    fn cholesky_whole(
-        &self,
-        mut a: ArrayViewMut2<'_, f64>,
-        threads: usize,
+        a: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
-        check_square("cholesky", a.nrows(), a.ncols())?;
-        cholesky_with(par(threads), &mut a)?;
-        zero_strict_upper(a);
-        Ok(())
+        let par = par(threads);
+        let n = a.nrows();
+        let mut buffer =
+            MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
+        let stack = MemStack::new(&mut buffer);
+        cholesky_in_place(
+            mat_mut(a),
+            LltRegularization::default(),
+            par,
+            stack,
+            Default::default(),
+        )
+        .map(|_| ())
+        .map_err(|error| match error {
+            LltError::NonPositivePivot { index } => LinalgError::NotPositiveDefinite {
+                tile: 0,
+                pivot: index,
+                row: index,
+            },
+        })
     }
 }
 
@@ -281,25 +265,4 @@ fn par(threads: usize) -> Par {
     } else {
         Par::rayon(threads)
     }
-}
-
-fn cholesky_with(par: Par, a: &mut ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
-    let n = a.nrows();
-    let mut buffer = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
-    let stack = MemStack::new(&mut buffer);
-    cholesky_in_place(
-        mat_mut(a),
-        LltRegularization::default(),
-        par,
-        stack,
-        Default::default(),
-    )
-    .map(|_| ())
-    .map_err(|error| match error {
-        LltError::NonPositivePivot { index } => LinalgError::NotPositiveDefinite {
-            tile: 0,
-            pivot: index,
-            row: index,
-        },
-    })
 }

@@ -104,12 +104,75 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+pub(crate) mod sealed {
+    use ndarray::{ArrayView2, ArrayViewMut2};
+
+    use super::{BackendKind, Diagonal, Side, Transpose, Triangle};
+    use crate::LinalgError;
+
+    /// What a backend implements. Callers outside this crate cannot name this
+    /// trait, so they cannot skip the shape checks of [`super::TileBackend`],
+    /// which keeps the BLAS backend's pointer arithmetic in bounds.
+    pub trait Raw: Send + Sync {
+        fn raw_kind(&self) -> BackendKind;
+
+        /// `C ← α·op(A)·op(B) + β·C` on `threads` threads; shapes are checked.
+        #[allow(clippy::too_many_arguments)]
+        fn raw_gemm(
+            &self,
+            threads: usize,
+            trans_a: Transpose,
+            trans_b: Transpose,
+            alpha: f64,
+            a: &ArrayView2<'_, f64>,
+            b: &ArrayView2<'_, f64>,
+            beta: f64,
+            c: &mut ArrayViewMut2<'_, f64>,
+        ) -> Result<(), LinalgError>;
+
+        /// Single-threaded SYRK on one triangle; shapes are checked.
+        fn raw_syrk(
+            &self,
+            triangle: Triangle,
+            trans: Transpose,
+            alpha: f64,
+            a: &ArrayView2<'_, f64>,
+            beta: f64,
+            c: &mut ArrayViewMut2<'_, f64>,
+        ) -> Result<(), LinalgError>;
+
+        /// Single-threaded TRSM; shapes are checked.
+        #[allow(clippy::too_many_arguments)]
+        fn raw_trsm(
+            &self,
+            side: Side,
+            triangle: Triangle,
+            trans: Transpose,
+            diagonal: Diagonal,
+            alpha: f64,
+            a: &ArrayView2<'_, f64>,
+            b: &mut ArrayViewMut2<'_, f64>,
+        ) -> Result<(), LinalgError>;
+
+        /// Lower Cholesky factor in place on `threads` threads; `a` is square.
+        /// The strict upper triangle may be left as it was.
+        fn raw_cholesky(
+            &self,
+            threads: usize,
+            a: &mut ArrayViewMut2<'_, f64>,
+        ) -> Result<(), LinalgError>;
+    }
+}
+
 /// Dense kernels on tiles. All take views of any layout; column-major views are
 /// the fast path. Each checks its operands' shapes and reports a mismatch as an
-/// error instead of panicking.
-pub trait TileBackend: Send + Sync {
+/// error instead of panicking. Tile kernels run on one thread; the `*_whole`
+/// calls are the multi-threaded whole-matrix references.
+pub trait TileBackend: sealed::Raw {
     /// Which backend this is.
-    fn kind(&self) -> BackendKind;
+    fn kind(&self) -> BackendKind {
+        self.raw_kind()
+    }
 
     /// `C ← α·op(A)·op(B) + β·C`. With `β = 0`, `C` is not read (NaN in it is ignored).
     #[allow(clippy::too_many_arguments)]
@@ -121,8 +184,11 @@ pub trait TileBackend: Send + Sync {
         a: ArrayView2<'_, f64>,
         b: ArrayView2<'_, f64>,
         beta: f64,
-        c: ArrayViewMut2<'_, f64>,
-    ) -> Result<(), LinalgError>;
+        mut c: ArrayViewMut2<'_, f64>,
+    ) -> Result<(), LinalgError> {
+        check_gemm(trans_a, trans_b, &a, &b, &c)?;
+        self.raw_gemm(1, trans_a, trans_b, alpha, &a, &b, beta, &mut c)
+    }
 
     /// `C ← α·op(A)·op(A)ᵀ + β·C` on the `triangle` of `C` only; the other
     /// strict triangle is left untouched.
@@ -133,8 +199,11 @@ pub trait TileBackend: Send + Sync {
         alpha: f64,
         a: ArrayView2<'_, f64>,
         beta: f64,
-        c: ArrayViewMut2<'_, f64>,
-    ) -> Result<(), LinalgError>;
+        mut c: ArrayViewMut2<'_, f64>,
+    ) -> Result<(), LinalgError> {
+        check_syrk(trans, &a, &c)?;
+        self.raw_syrk(triangle, trans, alpha, &a, beta, &mut c)
+    }
 
     /// Solves `op(A)·X = α·B` (left) or `X·op(A) = α·B` (right) for `X`, with
     /// `A` triangular, and overwrites `B` with `X`.
@@ -147,14 +216,20 @@ pub trait TileBackend: Send + Sync {
         diagonal: Diagonal,
         alpha: f64,
         a: ArrayView2<'_, f64>,
-        b: ArrayViewMut2<'_, f64>,
-    ) -> Result<(), LinalgError>;
+        mut b: ArrayViewMut2<'_, f64>,
+    ) -> Result<(), LinalgError> {
+        check_trsm(side, &a, &b)?;
+        self.raw_trsm(side, triangle, trans, diagonal, alpha, &a, &mut b)
+    }
 
     /// Lower Cholesky factor in place: `A = L·Lᵀ`, `L` overwrites the lower
-    /// triangle and the strict upper triangle is set to zero. A non-positive
-    /// pivot gives [`LinalgError::NotPositiveDefinite`] with `tile: 0` and the
-    /// pivot's index (callers that factor a tile of a larger matrix rewrite it).
-    fn potrf(&self, a: ArrayViewMut2<'_, f64>) -> Result<(), LinalgError>;
+    /// triangle and the strict upper triangle is set to zero; only the lower
+    /// triangle of `A` is read. A non-positive pivot gives
+    /// [`LinalgError::NotPositiveDefinite`] with `tile: 0` and the pivot's index
+    /// (callers that factor a tile of a larger matrix rewrite it).
+    fn potrf(&self, a: ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
+        self.cholesky_whole(a, 1)
+    }
 
     /// Whole-matrix `A·B` on `threads` threads: the reference for tiled GEMM.
     fn matmul_whole(
@@ -162,12 +237,37 @@ pub trait TileBackend: Send + Sync {
         a: ArrayView2<'_, f64>,
         b: ArrayView2<'_, f64>,
         threads: usize,
-    ) -> Result<Array2<f64>, LinalgError>;
+    ) -> Result<Array2<f64>, LinalgError> {
+        check_matmul(&a, &b)?;
+        let mut c = crate::tile::zeros(a.nrows(), b.ncols());
+        self.raw_gemm(
+            threads.max(1),
+            Transpose::No,
+            Transpose::No,
+            1.0,
+            &a,
+            &b,
+            0.0,
+            &mut c.view_mut(),
+        )?;
+        Ok(c)
+    }
 
-    /// Whole-matrix lower Cholesky factor on `threads` threads: the reference
-    /// for tiled Cholesky. `a` is overwritten with `L`.
-    fn cholesky_whole(&self, a: ArrayViewMut2<'_, f64>, threads: usize) -> Result<(), LinalgError>;
+    /// Whole-matrix lower Cholesky factor on `threads` threads, as
+    /// [`potrf`](Self::potrf) does on one: the reference for tiled Cholesky.
+    fn cholesky_whole(
+        &self,
+        mut a: ArrayViewMut2<'_, f64>,
+        threads: usize,
+    ) -> Result<(), LinalgError> {
+        check_square("cholesky", a.nrows(), a.ncols())?;
+        self.raw_cholesky(threads.max(1), &mut a)?;
+        zero_strict_upper(a);
+        Ok(())
+    }
 }
+
+impl<T: sealed::Raw> TileBackend for T {}
 
 fn op_shape(view: &ArrayView2<'_, f64>, trans: Transpose) -> (usize, usize) {
     match trans {
@@ -176,7 +276,7 @@ fn op_shape(view: &ArrayView2<'_, f64>, trans: Transpose) -> (usize, usize) {
     }
 }
 
-pub(crate) fn check_gemm(
+fn check_gemm(
     trans_a: Transpose,
     trans_b: Transpose,
     a: &ArrayView2<'_, f64>,
@@ -198,7 +298,7 @@ pub(crate) fn check_gemm(
     Ok(())
 }
 
-pub(crate) fn check_syrk(
+fn check_syrk(
     trans: Transpose,
     a: &ArrayView2<'_, f64>,
     c: &ArrayViewMut2<'_, f64>,
@@ -217,7 +317,7 @@ pub(crate) fn check_syrk(
     Ok(())
 }
 
-pub(crate) fn check_trsm(
+fn check_trsm(
     side: Side,
     a: &ArrayView2<'_, f64>,
     b: &ArrayViewMut2<'_, f64>,
@@ -242,11 +342,7 @@ pub(crate) fn check_trsm(
     Ok(())
 }
 
-pub(crate) fn check_square(
-    operation: &'static str,
-    rows: usize,
-    cols: usize,
-) -> Result<(), LinalgError> {
+fn check_square(operation: &'static str, rows: usize, cols: usize) -> Result<(), LinalgError> {
     if rows != cols {
         return Err(shape_mismatch(
             operation,
@@ -256,10 +352,7 @@ pub(crate) fn check_square(
     Ok(())
 }
 
-pub(crate) fn check_matmul(
-    a: &ArrayView2<'_, f64>,
-    b: &ArrayView2<'_, f64>,
-) -> Result<(), LinalgError> {
+fn check_matmul(a: &ArrayView2<'_, f64>, b: &ArrayView2<'_, f64>) -> Result<(), LinalgError> {
     if a.ncols() != b.nrows() {
         return Err(shape_mismatch(
             "matmul",
@@ -276,7 +369,7 @@ pub(crate) fn check_matmul(
 }
 
 /// Sets the strict upper triangle of a square view to zero.
-pub(crate) fn zero_strict_upper(mut a: ArrayViewMut2<'_, f64>) {
+fn zero_strict_upper(mut a: ArrayViewMut2<'_, f64>) {
     let n = a.ncols();
     for j in 1..n {
         for i in 0..j.min(a.nrows()) {

@@ -9,10 +9,8 @@ use lax::Lapack;
 use lax::layout::MatrixLayout;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use super::{
-    BackendKind, Diagonal, Side, TileBackend, Transpose, Triangle, check_gemm, check_matmul,
-    check_square, check_syrk, check_trsm, zero_strict_upper,
-};
+use super::sealed::Raw;
+use super::{BackendKind, Diagonal, Side, Transpose, Triangle};
 use crate::LinalgError;
 use crate::error::shape_mismatch;
 use crate::tile;
@@ -90,6 +88,19 @@ impl OpenBlasBackend {
     fn single_threaded(&self) {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| set_threads(1));
+    }
+
+    /// Runs a call with `threads` BLAS threads, then goes back to one.
+    fn on_threads<T>(&self, threads: usize, call: impl FnOnce() -> T) -> T {
+        self.single_threaded();
+        if threads <= 1 {
+            return call();
+        }
+        let _guard = THREADS.lock().unwrap_or_else(|p| p.into_inner());
+        set_threads(threads);
+        let result = call();
+        set_threads(1);
+        result
     }
 }
 
@@ -191,7 +202,6 @@ fn dgemm(
     beta: f64,
     c: &mut ArrayViewMut2<'_, f64>,
 ) -> Result<(), LinalgError> {
-    check_gemm(trans_a, trans_b, a, b, c)?;
     let (m, n) = c.dim();
     let k = if trans_a == Transpose::No {
         a.ncols()
@@ -269,36 +279,35 @@ fn dpotrf(a: &mut ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
     }
 }
 
-impl TileBackend for OpenBlasBackend {
-    fn kind(&self) -> BackendKind {
+impl Raw for OpenBlasBackend {
+    fn raw_kind(&self) -> BackendKind {
         BackendKind::OpenBlas
     }
 
-    fn gemm(
+    fn raw_gemm(
         &self,
+        threads: usize,
         trans_a: Transpose,
         trans_b: Transpose,
         alpha: f64,
-        a: ArrayView2<'_, f64>,
-        b: ArrayView2<'_, f64>,
+        a: &ArrayView2<'_, f64>,
+        b: &ArrayView2<'_, f64>,
         beta: f64,
-        mut c: ArrayViewMut2<'_, f64>,
+        c: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
-        self.single_threaded();
-        dgemm(trans_a, trans_b, alpha, &a, &b, beta, &mut c)
+        self.on_threads(threads, || dgemm(trans_a, trans_b, alpha, a, b, beta, c))
     }
 
-    fn syrk(
+    fn raw_syrk(
         &self,
         triangle: Triangle,
         trans: Transpose,
         alpha: f64,
-        a: ArrayView2<'_, f64>,
+        a: &ArrayView2<'_, f64>,
         beta: f64,
-        mut c: ArrayViewMut2<'_, f64>,
+        c: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
         self.single_threaded();
-        check_syrk(trans, &a, &c)?;
         let n = dim(c.nrows(), "syrk")?;
         let k = dim(
             if trans == Transpose::No {
@@ -308,8 +317,8 @@ impl TileBackend for OpenBlasBackend {
             },
             "syrk",
         )?;
-        let oa = operand(&a, "syrk")?;
-        with_column_major(&mut c, "syrk", |c_ptr, ldc| {
+        let oa = operand(a, "syrk")?;
+        with_column_major(c, "syrk", |c_ptr, ldc| {
             // SAFETY: as in dgemm.
             unsafe {
                 cblas_dsyrk(
@@ -329,27 +338,26 @@ impl TileBackend for OpenBlasBackend {
         })
     }
 
-    fn trsm(
+    fn raw_trsm(
         &self,
         side: Side,
         triangle: Triangle,
         trans: Transpose,
         diagonal: Diagonal,
         alpha: f64,
-        a: ArrayView2<'_, f64>,
-        mut b: ArrayViewMut2<'_, f64>,
+        a: &ArrayView2<'_, f64>,
+        b: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
         self.single_threaded();
-        check_trsm(side, &a, &b)?;
         let (m, n) = (dim(b.nrows(), "trsm")?, dim(b.ncols(), "trsm")?);
-        let oa = operand(&a, "trsm")?;
+        let oa = operand(a, "trsm")?;
         // A row-major A is a column-major Aᵀ: its other triangle, transposed.
         let stored_triangle = match (triangle, oa.transposed) {
             (t, false) => t,
             (Triangle::Lower, true) => Triangle::Upper,
             (Triangle::Upper, true) => Triangle::Lower,
         };
-        with_column_major(&mut b, "trsm", |b_ptr, ldb| {
+        with_column_major(b, "trsm", |b_ptr, ldb| {
             // SAFETY: as in dgemm.
             unsafe {
                 cblas_dtrsm(
@@ -376,51 +384,11 @@ impl TileBackend for OpenBlasBackend {
         })
     }
 
-    fn potrf(&self, mut a: ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
-        self.single_threaded();
-        check_square("potrf", a.nrows(), a.ncols())?;
-        dpotrf(&mut a)?;
-        zero_strict_upper(a);
-        Ok(())
-    }
-
-    fn matmul_whole(
+    fn raw_cholesky(
         &self,
-        a: ArrayView2<'_, f64>,
-        b: ArrayView2<'_, f64>,
         threads: usize,
-    ) -> Result<Array2<f64>, LinalgError> {
-        check_matmul(&a, &b)?;
-        let mut c = tile::zeros(a.nrows(), b.ncols());
-        let _guard = THREADS.lock().unwrap_or_else(|p| p.into_inner());
-        self.single_threaded();
-        set_threads(threads);
-        let result = dgemm(
-            Transpose::No,
-            Transpose::No,
-            1.0,
-            &a,
-            &b,
-            0.0,
-            &mut c.view_mut(),
-        );
-        set_threads(1);
-        result.map(|()| c)
-    }
-
-    fn cholesky_whole(
-        &self,
-        mut a: ArrayViewMut2<'_, f64>,
-        threads: usize,
+        a: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
-        check_square("cholesky", a.nrows(), a.ncols())?;
-        let _guard = THREADS.lock().unwrap_or_else(|p| p.into_inner());
-        self.single_threaded();
-        set_threads(threads);
-        let result = dpotrf(&mut a);
-        set_threads(1);
-        result?;
-        zero_strict_upper(a);
-        Ok(())
+        self.on_threads(threads, || dpotrf(a))
     }
 }
