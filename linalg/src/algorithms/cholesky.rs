@@ -83,6 +83,8 @@ pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
         );
         builder.output(l_kk);
         l_map.set(k, k, l_kk);
+        // Column k of L below the diagonal, indexed by i - k - 1.
+        let mut column = Vec::with_capacity(t - k - 1);
         for i in k + 1..t {
             let l_ik = builder.data(a.tile_bytes(i, k));
             builder.task(
@@ -100,9 +102,10 @@ pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
             );
             builder.output(l_ik);
             l_map.set(i, k, l_ik);
+            column.push(l_ik);
         }
         for i in k + 1..t {
-            let l_ik = l_map.get(i, k).unwrap_or(l_kk);
+            let l_ik = column[i - k - 1];
             let updated = builder.data(a.tile_bytes(i, i));
             builder.task(
                 TileOp::Syrk {
@@ -116,7 +119,7 @@ pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
             );
             current[lower_index(i, i)] = updated;
             for j in k + 1..i {
-                let l_jk = l_map.get(j, k).unwrap_or(l_kk);
+                let l_jk = column[j - k - 1];
                 let updated = builder.data(a.tile_bytes(i, j));
                 builder.task(
                     TileOp::Gemm {

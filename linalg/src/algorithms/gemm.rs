@@ -1,7 +1,7 @@
 //! `C = α·A·B + β·C` in tiles: each output tile is a chain of tile products
 //! along the inner dimension, so a chain can stay on one executor.
 
-use wukong_dag::{Dag, DagBuilder};
+use wukong_dag::{Dag, DagBuilder, DataId};
 
 use super::{TileMap, dim32};
 use crate::error::shape_mismatch;
@@ -95,31 +95,25 @@ pub fn gemm_plan(
         tasks,
         a.num_tiles() + b.num_tiles() + tasks + out.num_tiles(),
     );
-    let declare_inputs = |builder: &mut DagBuilder<TileOp>, layout: TileLayout| {
-        let mut map = TileMap::new(layout);
+    // Every tile of every operand is read: dense ids in row-major tile order.
+    let declare_inputs = |builder: &mut DagBuilder<TileOp>, layout: TileLayout| -> Vec<DataId> {
         let (rows, cols) = layout.grid();
-        for i in 0..rows {
-            for j in 0..cols {
-                map.set(i, j, builder.input(layout.tile_bytes(i, j)));
-            }
-        }
-        map
+        (0..rows * cols)
+            .map(|index| builder.input(layout.tile_bytes(index / cols, index % cols)))
+            .collect()
     };
-    let a_map = declare_inputs(&mut builder, a);
-    let b_map = declare_inputs(&mut builder, b);
+    let a_ids = declare_inputs(&mut builder, a);
+    let b_ids = declare_inputs(&mut builder, b);
     let c_in = c.map(|(layout, beta)| (declare_inputs(&mut builder, layout), beta));
     let mut c_map = TileMap::new(out);
     for i in 0..grid_m {
         for j in 0..grid_n {
             let mut previous = c_in
                 .as_ref()
-                .and_then(|(map, beta)| map.get(i, j).map(|d| (d, *beta)));
+                .map(|(ids, beta)| (ids[out.tile_index(i, j)], *beta));
             for p in 0..grid_k {
                 let product = builder.data(out.tile_bytes(i, j));
-                let (a_tile, b_tile) = (a_map.get(i, p), b_map.get(p, j));
-                let (Some(a_tile), Some(b_tile)) = (a_tile, b_tile) else {
-                    unreachable!("every input tile was declared above");
-                };
+                let (a_tile, b_tile) = (a_ids[a.tile_index(i, p)], b_ids[b.tile_index(p, j)]);
                 let op = TileOp::Gemm {
                     trans_a: Transpose::No,
                     trans_b: Transpose::No,
@@ -147,9 +141,11 @@ pub fn gemm_plan(
     }
     Ok(GemmPlan {
         dag: builder.build()?,
-        a: a_map,
-        b: b_map,
-        c_in: c_in.map(|(map, _)| map),
+        a: TileMap::full(a, &a_ids),
+        b: TileMap::full(b, &b_ids),
+        c_in: c
+            .zip(c_in)
+            .map(|((layout, _), (ids, _))| TileMap::full(layout, &ids)),
         c: c_map,
     })
 }

@@ -27,6 +27,14 @@ impl TileMap {
         }
     }
 
+    /// A map in which every tile is present, from items in row-major tile order.
+    fn full(layout: TileLayout, items: &[DataId]) -> Self {
+        Self {
+            layout,
+            items: items.iter().copied().map(Some).collect(),
+        }
+    }
+
     fn set(&mut self, i: usize, j: usize, data: DataId) {
         let index = self.layout.tile_index(i, j);
         self.items[index] = Some(data);
