@@ -1,8 +1,13 @@
 //! Stores for the tiles and objects that wukong executors exchange.
 //!
-//! [`SlotStore`] is the in-process store of the embedded mode: one slot per data
-//! item of a task graph, each written once, read by any number of threads, and
-//! emptied when its last reader is done so that memory follows the live tiles.
+//! - [`ObjectStore`] (with [`DynObjectStore`] and the [`ObjectStoreExt`]
+//!   conveniences): objects by [`ObjectKey`], every key inside one job's
+//!   namespace, with single-assignment puts ([`PutMode::Create`]).
+//! - [`Coordinator`]: idempotent fan-in arrivals (one flag per edge) and leases.
+//! - [`MemoryStore`] implements both in memory; [`codec`] stores tiles as
+//!   `.npy` with a CRC-32 trailer.
+//! - [`SlotStore`] is the embedded executor's store: one slot per data item of a
+//!   task graph, each written once and emptied after its last reader.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -15,8 +20,17 @@
 //! assert!(matches!(store.get(1), Err(StorageError::NotFound { slot: 1 })));
 //! ```
 
+pub mod codec;
+mod key;
+mod memory;
+mod object;
 mod slot;
 
+pub use key::{JobId, ObjectKey};
+pub use memory::MemoryStore;
+pub use object::{
+    Arrival, Coordinator, DynObjectStore, Lease, ObjectStore, ObjectStoreExt, PutMode,
+};
 pub use slot::SlotStore;
 
 /// What went wrong in a store.
@@ -34,6 +48,44 @@ pub enum StorageError {
     AlreadyExists {
         /// The slot.
         slot: usize,
+    },
+    /// No object is stored at the key.
+    #[error("no object at {key}")]
+    KeyNotFound {
+        /// The key.
+        key: ObjectKey,
+    },
+    /// A single-assignment put found an object already there; it was kept.
+    #[error("an object already exists at {key}; single-assignment objects are never replaced")]
+    KeyExists {
+        /// The key.
+        key: ObjectKey,
+    },
+    /// A job id or key name is malformed.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected text.
+        key: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// A stored tile failed its checks; the bytes were not used.
+    #[error("corrupt tile at {key}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: ObjectKey,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An arrival names an edge outside the child's in-degree.
+    #[error("arrival of edge {edge} at task {child}, whose in-degree is {in_degree}")]
+    BadArrival {
+        /// The child task.
+        child: u64,
+        /// The edge.
+        edge: u32,
+        /// The child's in-degree.
+        in_degree: u32,
     },
     /// The slot does not exist in this store.
     #[error("slot {slot} is out of range: the store has {len} slots")]

@@ -1,0 +1,133 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{JobId, ObjectKey, StorageError};
+
+/// How [`ObjectStore::put`] treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Single assignment: fails with [`StorageError::KeyExists`] if the key
+    /// exists, and leaves the stored object untouched. Safe to retry: a retry
+    /// after a lost reply fails with `KeyExists`, which a writer of
+    /// deterministic data can treat as success.
+    Create,
+    /// Replaces any existing object atomically.
+    Overwrite,
+}
+
+/// Objects by key, each under a job's namespace.
+///
+/// Guarantees every backend gives: a `put` is atomic (a reader sees the whole
+/// old object or the whole new one, never a mix); `get` after a successful
+/// `put` returns the new object; `delete` of a missing key succeeds (so it is
+/// safe to retry); `list` returns the keys present when it ran, sorted.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// The object at `key`, or [`StorageError::KeyNotFound`].
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError>;
+
+    /// Stores `value` at `key` as `mode` says.
+    async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError>;
+
+    /// Removes the object at `key`, if any.
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError>;
+
+    /// Whether an object exists at `key`.
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError>;
+
+    /// Keys of `job` whose names start with `prefix`, sorted.
+    async fn list(&self, job: &JobId, prefix: &str) -> Result<Vec<ObjectKey>, StorageError>;
+}
+
+/// A store behind a pointer, for code that picks its backend at run time.
+pub type DynObjectStore = dyn ObjectStore;
+
+/// Conveniences for every [`ObjectStore`].
+#[async_trait]
+pub trait ObjectStoreExt: ObjectStore {
+    /// Deletes every object of `job` and returns how many there were.
+    async fn delete_job(&self, job: &JobId) -> Result<usize, StorageError> {
+        let keys = self.list(job, "").await?;
+        for key in &keys {
+            self.delete(key).await?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Single-assignment put that treats an identical existing object as
+    /// success, so a retried or duplicated writer of deterministic data never fails.
+    async fn put_once(&self, key: &ObjectKey, value: Bytes) -> Result<(), StorageError> {
+        match self.put(key, value.clone(), PutMode::Create).await {
+            Err(StorageError::KeyExists { .. }) if self.get(key).await? == value => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl<T: ObjectStore + ?Sized> ObjectStoreExt for T {}
+
+/// What [`Coordinator::arrive`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// This call recorded the last missing parent: the caller owns the child.
+    Completed,
+    /// The child still waits for `missing` parents.
+    Waiting {
+        /// Parents not yet arrived.
+        missing: u32,
+    },
+    /// This edge had arrived before; nothing changed (a retry or a duplicate).
+    Duplicate,
+}
+
+/// A held lease: who holds it and until when it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The leased resource (e.g. a task), inside the job.
+    pub name: String,
+    /// The holder (e.g. an executor id).
+    pub holder: String,
+}
+
+/// Fan-in counting and leases, atomic per call.
+#[async_trait]
+pub trait Coordinator: Send + Sync + std::fmt::Debug {
+    /// Records that parent edge `edge` of `child` has arrived. Idempotent per
+    /// `(job, child, edge)`: the call that brings the count of distinct edges to
+    /// `in_degree` gets [`Arrival::Completed`], exactly once, whatever retries
+    /// or duplicates happen.
+    async fn arrive(
+        &self,
+        job: &JobId,
+        child: u64,
+        edge: u32,
+        in_degree: u32,
+    ) -> Result<Arrival, StorageError>;
+
+    /// Takes the lease `name` for `holder` for `ttl` if it is free or expired;
+    /// returns whether this call got it.
+    async fn acquire(
+        &self,
+        job: &JobId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError>;
+
+    /// Extends a lease that `holder` still holds; false if it was lost.
+    async fn renew(
+        &self,
+        job: &JobId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError>;
+
+    /// Gives up a lease that `holder` holds; releasing a lost lease is not an error.
+    async fn release(&self, job: &JobId, name: &str, holder: &str) -> Result<(), StorageError>;
+
+    /// Leases of `job` whose time ran out without a release, sorted by name.
+    async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError>;
+}

@@ -1,0 +1,242 @@
+//! The conformance suite every backend runs: each function takes a store and
+//! a job id that no other test uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ndarray::Array2;
+use wukong_storage::codec::{decode_tile, encode_tile};
+use wukong_storage::{
+    Arrival, Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, StorageError,
+};
+
+pub async fn objects(store: &dyn ObjectStore, job: &JobId) {
+    let key = job.key("tiles/a/0_0").unwrap();
+    assert!(!store.exists(&key).await.unwrap());
+    assert_eq!(
+        store.get(&key).await,
+        Err(StorageError::KeyNotFound { key: key.clone() })
+    );
+    store
+        .put(&key, Bytes::from_static(b"first"), PutMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .put(&key, Bytes::from_static(b"second"), PutMode::Create)
+            .await,
+        Err(StorageError::KeyExists { key: key.clone() })
+    );
+    assert_eq!(
+        store.get(&key).await.unwrap(),
+        Bytes::from_static(b"first"),
+        "Create keeps the first value"
+    );
+    store
+        .put(&key, Bytes::from_static(b"third"), PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Bytes::from_static(b"third"));
+    store.delete(&key).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert!(!store.exists(&key).await.unwrap());
+    // Empty and large values.
+    let empty = job.key("empty").unwrap();
+    store
+        .put(&empty, Bytes::new(), PutMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&empty).await.unwrap().len(), 0);
+    let large = job.key("large").unwrap();
+    let value: Bytes = (0..9 * 1024 * 1024)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    store
+        .put(&large, value.clone(), PutMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&large).await.unwrap(), value);
+}
+
+pub async fn put_once_is_idempotent(store: &dyn ObjectStore, job: &JobId) {
+    let key = job.key("once").unwrap();
+    store
+        .put_once(&key, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    store
+        .put_once(&key, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_once(&key, Bytes::from_static(b"other")).await,
+        Err(StorageError::KeyExists { .. })
+    ));
+}
+
+pub async fn listing_and_job_isolation(store: &dyn ObjectStore, job: &JobId, other: &JobId) {
+    for name in ["t/b", "t/a", "u/c"] {
+        store
+            .put(
+                &job.key(name).unwrap(),
+                Bytes::from_static(b"x"),
+                PutMode::Create,
+            )
+            .await
+            .unwrap();
+    }
+    let same_name = other.key("t/a").unwrap();
+    store
+        .put(&same_name, Bytes::from_static(b"theirs"), PutMode::Create)
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .list(job, "t/")
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.name().to_owned())
+        .collect();
+    assert_eq!(names, ["t/a", "t/b"]);
+    assert_eq!(
+        store.get(&job.key("t/a").unwrap()).await.unwrap(),
+        Bytes::from_static(b"x")
+    );
+    assert_eq!(store.delete_job(job).await.unwrap(), 3);
+    assert!(store.list(job, "").await.unwrap().is_empty());
+    assert_eq!(
+        store.get(&same_name).await.unwrap(),
+        Bytes::from_static(b"theirs"),
+        "another job's keys survive"
+    );
+    store.delete_job(other).await.unwrap();
+}
+
+pub async fn tiles_round_trip_and_corruption_is_caught(store: &dyn ObjectStore, job: &JobId) {
+    let key = job.key("tiles/l/3_1").unwrap();
+    let tile = Array2::from_shape_fn((31, 7), |(i, j)| (i * 7 + j) as f64 / 3.0);
+    store
+        .put(&key, encode_tile(&key, &tile).unwrap(), PutMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(
+        decode_tile(&key, &store.get(&key).await.unwrap()).unwrap(),
+        tile
+    );
+    let mut damaged = store.get(&key).await.unwrap().to_vec();
+    damaged[200] ^= 0x40;
+    store
+        .put(&key, damaged.into(), PutMode::Overwrite)
+        .await
+        .unwrap();
+    let err = decode_tile(&key, &store.get(&key).await.unwrap()).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+}
+
+pub async fn arrivals_are_idempotent(coordinator: Arc<dyn Coordinator>, job: &JobId) {
+    assert_eq!(
+        coordinator.arrive(job, 7, 0, 3).await.unwrap(),
+        Arrival::Waiting { missing: 2 }
+    );
+    assert_eq!(
+        coordinator.arrive(job, 7, 0, 3).await.unwrap(),
+        Arrival::Duplicate
+    );
+    assert_eq!(
+        coordinator.arrive(job, 7, 2, 3).await.unwrap(),
+        Arrival::Waiting { missing: 1 }
+    );
+    assert_eq!(
+        coordinator.arrive(job, 7, 1, 3).await.unwrap(),
+        Arrival::Completed
+    );
+    assert_eq!(
+        coordinator.arrive(job, 7, 1, 3).await.unwrap(),
+        Arrival::Duplicate
+    );
+    assert!(matches!(
+        coordinator.arrive(job, 7, 3, 3).await,
+        Err(StorageError::BadArrival { .. })
+    ));
+    // Many concurrent arrivals, each edge delivered twice: exactly one completes.
+    let mut handles = Vec::new();
+    for edge in (0..64u32).chain(0..64) {
+        let (coordinator, job) = (Arc::clone(&coordinator), job.clone());
+        handles.push(tokio::spawn(async move {
+            coordinator.arrive(&job, 8, edge, 64).await.unwrap()
+        }));
+    }
+    let mut completed = 0;
+    for handle in handles {
+        if handle.await.unwrap() == Arrival::Completed {
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, 1);
+}
+
+pub async fn leases(coordinator: &dyn Coordinator, job: &JobId) {
+    let short = Duration::from_millis(150);
+    assert!(
+        coordinator
+            .acquire(job, "task-1", "exec-a", short)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !coordinator
+            .acquire(job, "task-1", "exec-b", short)
+            .await
+            .unwrap()
+    );
+    assert!(
+        coordinator
+            .renew(job, "task-1", "exec-a", short)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !coordinator
+            .renew(job, "task-1", "exec-b", short)
+            .await
+            .unwrap()
+    );
+    assert!(coordinator.expired(job).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired = coordinator.expired(job).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        (expired[0].name.as_str(), expired[0].holder.as_str()),
+        ("task-1", "exec-a")
+    );
+    assert!(
+        !coordinator
+            .renew(job, "task-1", "exec-a", short)
+            .await
+            .unwrap(),
+        "a lapsed lease cannot be renewed"
+    );
+    assert!(
+        coordinator
+            .acquire(job, "task-1", "exec-b", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    coordinator.release(job, "task-1", "exec-a").await.unwrap();
+    assert!(
+        !coordinator
+            .acquire(job, "task-1", "exec-c", short)
+            .await
+            .unwrap(),
+        "a stale holder cannot release"
+    );
+    coordinator.release(job, "task-1", "exec-b").await.unwrap();
+    assert!(
+        coordinator
+            .acquire(job, "task-1", "exec-c", short)
+            .await
+            .unwrap()
+    );
+}
