@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# System libraries: OpenBLAS for the `openblas` feature.
+# System packages: OpenBLAS for the `openblas` feature, Redis for the storage tests.
 missing=()
-for package in libopenblas-dev pkg-config; do
+for package in libopenblas-dev pkg-config redis-server; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,6 +20,31 @@ fi
 # Toolchain components (present on most installs; added when missing).
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+# Real servers on free 127.0.0.1 ports, stopped when this script exits.
+workdir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { # name, seconds, command...
+  local name=$1 seconds=$2; shift 2
+  for _ in $(seq $((seconds * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "error: $name did not start within ${seconds}s; its log:" >&2
+  cat "$workdir/$name.log" >&2 || true
+  exit 1
+}
+
+redis_port=$(free_port)
+redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --dir "$workdir" \
+  >"$workdir/redis.log" 2>&1 &
+pids+=($!)
+wait_for redis 10 sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $redis_port ping)\" = PONG ]"
+export WUKONG_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
+echo "== redis-server on 127.0.0.1:$redis_port"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -24,6 +24,8 @@ pub mod codec;
 mod key;
 mod memory;
 mod object;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod slot;
 
 pub use key::{JobId, ObjectKey};
@@ -31,6 +33,8 @@ pub use memory::MemoryStore;
 pub use object::{
     Arrival, Coordinator, DynObjectStore, Lease, ObjectStore, ObjectStoreExt, PutMode,
 };
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 pub use slot::SlotStore;
 
 /// What went wrong in a store.
@@ -86,6 +90,44 @@ pub enum StorageError {
         edge: u32,
         /// The child's in-degree.
         in_degree: u32,
+    },
+    /// The backend cannot be reached (refused, timed out, connection dropped).
+    #[error("{backend} at {endpoint} is unreachable: {detail}")]
+    Unavailable {
+        /// `redis` or `s3`.
+        backend: &'static str,
+        /// The server, without credentials.
+        endpoint: String,
+        /// What the client reported.
+        detail: String,
+    },
+    /// The backend refused the credentials.
+    #[error("{backend} at {endpoint} refused the credentials: {detail}")]
+    Unauthorized {
+        /// `redis` or `s3`.
+        backend: &'static str,
+        /// The server, without credentials.
+        endpoint: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// The backend answered with an error.
+    #[error("{backend} at {endpoint} failed: {detail}")]
+    Backend {
+        /// `redis` or `s3`.
+        backend: &'static str,
+        /// The server, without credentials.
+        endpoint: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// A configuration value is malformed.
+    #[error("invalid {what}: {detail}")]
+    InvalidConfig {
+        /// Which setting.
+        what: &'static str,
+        /// Why.
+        detail: String,
     },
     /// The slot does not exist in this store.
     #[error("slot {slot} is out of range: the store has {len} slots")]

@@ -1,0 +1,404 @@
+//! Objects, arrivals and leases in Redis (feature `redis`).
+//!
+//! Keys: objects at `wk:o:<job>/<name>`, the arrivals of a child task in the
+//! set `wk:a:<job>:<child>`, leases in the hash `wk:l:<job>` (name → holder)
+//! and the sorted set `wk:e:<job>` (name → expiry in Redis server time, ms).
+//! Arrivals and every lease operation are one Lua script each: atomic and one
+//! round trip. Lease clocks are the Redis server's, so clients need no clock sync.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, ErrorKind, RedisError, Script};
+
+use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
+
+const ARRIVE: &str = r"
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return -1 end
+return tonumber(ARGV[2]) - redis.call('SCARD', KEYS[1])
+";
+
+const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
+
+const ACQUIRE: &str = r"
+local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if expiry and tonumber(expiry) > now and holder ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+";
+
+const RENEW: &str = r"
+local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not expiry or tonumber(expiry) <= now or redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+";
+
+const RELEASE: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 1
+";
+
+const EXPIRED: &str = r"
+local names = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+local out = {}
+for _, name in ipairs(names) do
+  out[#out + 1] = name
+  out[#out + 1] = redis.call('HGET', KEYS[1], name) or ''
+end
+return out
+";
+
+/// How long connecting may take before the store reports the server unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Redis-backed [`ObjectStore`] and [`Coordinator`] over one multiplexed,
+/// automatically reconnecting connection. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    endpoint: String,
+    arrive: Script,
+    acquire: Script,
+    renew: Script,
+    release: Script,
+    expired: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://host:6379/0`: endpoints appear
+/// in errors and logs, passwords never do.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://…` for TLS) and checks the connection with a `PING`. An
+    /// unreachable server is reported within a few seconds, a wrong password as
+    /// [`StorageError::Unauthorized`].
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let endpoint = redact(url);
+        let client = redis::Client::open(url).map_err(|e| StorageError::InvalidConfig {
+            what: "Redis URL",
+            detail: format!("{endpoint}: {e}"),
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_number_of_retries(2);
+        let connect = ConnectionManager::new_with_config(client, config);
+        let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT * 2, connect).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(redis_error(&endpoint, error)),
+            Err(_) => {
+                return Err(StorageError::Unavailable {
+                    backend: "redis",
+                    endpoint,
+                    detail: format!("no connection within {:?}", CONNECT_TIMEOUT * 2),
+                });
+            }
+        };
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&endpoint, e))?;
+        if pong != "PONG" {
+            return Err(StorageError::Unavailable {
+                backend: "redis",
+                endpoint,
+                detail: format!("PING answered {pong:?}"),
+            });
+        }
+        Ok(Self {
+            connection,
+            endpoint,
+            arrive: Script::new(ARRIVE),
+            acquire: Script::new(&format!("{NOW}{ACQUIRE}")),
+            renew: Script::new(&format!("{NOW}{RENEW}")),
+            release: Script::new(RELEASE),
+            expired: Script::new(&format!("{NOW}{EXPIRED}")),
+        })
+    }
+
+    /// The server, without credentials.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn error(&self, error: RedisError) -> StorageError {
+        redis_error(&self.endpoint, error)
+    }
+}
+
+fn redis_error(endpoint: &str, error: RedisError) -> StorageError {
+    let endpoint = endpoint.to_owned();
+    let detail = error.to_string();
+    if error.kind() == ErrorKind::AuthenticationFailed
+        || detail.contains("WRONGPASS")
+        || detail.contains("NOAUTH")
+    {
+        StorageError::Unauthorized {
+            backend: "redis",
+            endpoint,
+            detail,
+        }
+    } else if error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+    {
+        StorageError::Unavailable {
+            backend: "redis",
+            endpoint,
+            detail,
+        }
+    } else {
+        StorageError::Backend {
+            backend: "redis",
+            endpoint,
+            detail,
+        }
+    }
+}
+
+fn object_path(key: &ObjectKey) -> String {
+    format!("wk:o:{}", key.path())
+}
+
+/// Escapes Redis glob characters so that a prefix matches only itself.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn lease_keys(job: &JobId) -> [String; 2] {
+    [format!("wk:l:{job}"), format!("wk:e:{job}")]
+}
+
+#[async_trait]
+impl ObjectStore for RedisStore {
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
+        let value: Option<Vec<u8>> = self
+            .connection
+            .clone()
+            .get(object_path(key))
+            .await
+            .map_err(|e| self.error(e))?;
+        value
+            .map(Bytes::from)
+            .ok_or_else(|| StorageError::KeyNotFound { key: key.clone() })
+    }
+
+    async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError> {
+        let mut command = redis::cmd("SET");
+        command.arg(object_path(key)).arg(value.as_ref());
+        if mode == PutMode::Create {
+            command.arg("NX");
+        }
+        let reply: Option<String> = command
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        match reply {
+            Some(_) => Ok(()),
+            None => Err(StorageError::KeyExists { key: key.clone() }),
+        }
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        let _: i64 = self
+            .connection
+            .clone()
+            .del(object_path(key))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
+        self.connection
+            .clone()
+            .exists(object_path(key))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn list(&self, job: &JobId, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
+        let root = format!("wk:o:{job}/");
+        let pattern = format!("{}{}*", glob_escape(&root), glob_escape(prefix));
+        let mut connection = self.connection.clone();
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.error(e))?;
+            for path in batch {
+                if let Some(name) = path.strip_prefix(&root) {
+                    keys.push(job.key(name)?);
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl Coordinator for RedisStore {
+    async fn arrive(
+        &self,
+        job: &JobId,
+        child: u64,
+        edge: u32,
+        in_degree: u32,
+    ) -> Result<Arrival, StorageError> {
+        if edge >= in_degree {
+            return Err(StorageError::BadArrival {
+                child,
+                edge,
+                in_degree,
+            });
+        }
+        let missing: i64 = self
+            .arrive
+            .key(format!("wk:a:{job}:{child}"))
+            .arg(edge)
+            .arg(in_degree)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(match missing {
+            -1 => Arrival::Duplicate,
+            0 => Arrival::Completed,
+            missing => Arrival::Waiting {
+                missing: u32::try_from(missing).unwrap_or(u32::MAX),
+            },
+        })
+    }
+
+    async fn acquire(
+        &self,
+        job: &JobId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let got: i64 = self
+            .acquire
+            .key(&lease_keys(job)[..])
+            .arg(name)
+            .arg(holder)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(got == 1)
+    }
+
+    async fn renew(
+        &self,
+        job: &JobId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let renewed: i64 = self
+            .renew
+            .key(&lease_keys(job)[..])
+            .arg(name)
+            .arg(holder)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(renewed == 1)
+    }
+
+    async fn release(&self, job: &JobId, name: &str, holder: &str) -> Result<(), StorageError> {
+        let _: i64 = self
+            .release
+            .key(&lease_keys(job)[..])
+            .arg(name)
+            .arg(holder)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
+        let flat: Vec<String> = self
+            .expired
+            .key(&lease_keys(job)[..])
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut leases: Vec<Lease> = flat
+            .chunks_exact(2)
+            .map(|pair| Lease {
+                name: pair[0].clone(),
+                holder: pair[1].clone(),
+            })
+            .collect();
+        leases.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(leases)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_endpoint() {
+        assert_eq!(
+            redact("redis://:s3cret@127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("rediss://user:p@ss@host:1"), "rediss://host:1");
+        assert_eq!(redact("redis://127.0.0.1:1"), "redis://127.0.0.1:1");
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}
