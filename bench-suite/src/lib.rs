@@ -20,6 +20,8 @@
 //! # Ok::<(), wukong::Error>(())
 //! ```
 
+pub mod storage;
+
 use wukong::BackendKind;
 use wukong::workload::{Workload, WorkloadReport};
 

@@ -47,6 +47,28 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Throughput of the stores: 8 MiB puts and gets, arrivals per second, and
+    /// `redis-benchmark` on the same Redis server in the same run.
+    Storage(StorageArgs),
+}
+
+#[derive(clap::Args)]
+struct StorageArgs {
+    /// Also measure this Redis server, e.g. redis://127.0.0.1:6379 (needs the `redis` feature).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Size of each object in MiB.
+    #[arg(long, default_value_t = 8)]
+    object_mib: usize,
+    /// Objects written and then read.
+    #[arg(long, default_value_t = 50)]
+    objects: usize,
+    /// Arrival calls in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Also write the reports to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,19 +79,143 @@ enum AlgorithmArg {
 
 fn main() -> ExitCode {
     wukong::prepare_process();
-    let Command::Sweep {
-        algorithm,
-        n,
-        tiles,
-        backends,
-        threads,
-        seed,
-        repeat,
-        json,
-    } = Cli::parse().command;
+    let result = match Cli::parse().command {
+        Command::Sweep {
+            algorithm,
+            n,
+            tiles,
+            backends,
+            threads,
+            seed,
+            repeat,
+            json,
+        } => sweep(algorithm, n, tiles, backends, threads, seed, repeat, json),
+        Command::Storage(args) => storage(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_json(path: &Option<PathBuf>, value: &impl serde::Serialize) -> Result<(), String> {
+    let Some(path) = path else { return Ok(()) };
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn storage(args: StorageArgs) -> Result<(), String> {
+    use std::sync::Arc;
+    use wukong_bench::storage::{StoreReport, measure};
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let bytes = args.object_mib.max(1) * 1024 * 1024;
+    let mut reports: Vec<StoreReport> = Vec::new();
+    runtime.block_on(async {
+        let memory = Arc::new(wukong::storage::MemoryStore::new());
+        reports.push(
+            measure("memory", memory, bytes, args.objects, args.concurrency)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        if let Some(url) = &args.redis {
+            reports.push(redis_report(url, bytes, args.objects, args.concurrency).await?);
+        }
+        Ok::<(), String>(())
+    })?;
+    println!(
+        "{:<8} {:>9} {:>8} {:>11} {:>11} {:>13} {:>13} {:>9} {:>9} {:>12}",
+        "backend",
+        "object",
+        "objects",
+        "put MB/s",
+        "get MB/s",
+        "bench SET",
+        "bench GET",
+        "put/SET",
+        "get/GET",
+        "arrivals/s"
+    );
+    for r in &reports {
+        let ratio = |ours: f64, reference: Option<f64>| {
+            reference.map_or("-".to_owned(), |x| format!("{:.2}", ours / x))
+        };
+        let reference = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.0}"));
+        println!(
+            "{:<8} {:>7}Mi {:>8} {:>11.0} {:>11.0} {:>13} {:>13} {:>9} {:>9} {:>12.0}",
+            r.backend,
+            r.object_bytes / (1024 * 1024),
+            r.objects,
+            r.put_mb_s,
+            r.get_mb_s,
+            reference(r.reference_set_mb_s),
+            reference(r.reference_get_mb_s),
+            ratio(r.put_mb_s, r.reference_set_mb_s),
+            ratio(r.get_mb_s, r.reference_get_mb_s),
+            r.arrivals_per_s
+        );
+    }
+    write_json(&args.json, &reports)
+}
+
+#[cfg(feature = "redis")]
+async fn redis_report(
+    url: &str,
+    bytes: usize,
+    objects: usize,
+    concurrency: usize,
+) -> Result<wukong_bench::storage::StoreReport, String> {
+    let store = std::sync::Arc::new(
+        wukong::storage::RedisStore::connect(url)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let mut report = wukong_bench::storage::measure("redis", store, bytes, objects, concurrency)
+        .await
+        .map_err(|e| e.to_string())?;
+    // host:port of the URL, without scheme, credentials or database.
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "6379"));
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("cannot read a port in {host_port}"))?;
+    match wukong_bench::storage::redis_benchmark(host, port, bytes, objects) {
+        Some((set, get)) => {
+            report.reference_set_mb_s = Some(set);
+            report.reference_get_mb_s = Some(get);
+        }
+        None => eprintln!("note: redis-benchmark did not run; no reference"),
+    }
+    Ok(report)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_report(
+    _: &str,
+    _: usize,
+    _: usize,
+    _: usize,
+) -> Result<wukong_bench::storage::StoreReport, String> {
+    Err("this build has no Redis support: rebuild with `--features redis`".into())
+}
+
+#[allow(clippy::too_many_arguments)] // one per command-line option
+fn sweep(
+    algorithm: AlgorithmArg,
+    n: u64,
+    tiles: Vec<usize>,
+    backends: Vec<BackendKind>,
+    threads: Option<usize>,
+    seed: u64,
+    repeat: usize,
+    json: Option<PathBuf>,
+) -> Result<(), String> {
     if tiles.contains(&0) {
-        eprintln!("error: tile sizes must be positive");
-        return ExitCode::FAILURE;
+        return Err("tile sizes must be positive".into());
     }
     let base = Workload {
         algorithm: match algorithm {
@@ -87,29 +233,15 @@ fn main() -> ExitCode {
         repeat,
     };
     print!("{}", wukong_bench::table(&[]));
-    let reports = match wukong_bench::sweep(&base, &tiles, &backends, |r| {
+    let reports = wukong_bench::sweep(&base, &tiles, &backends, |r| {
         print!("{}", wukong_bench::row(r))
-    }) {
-        Ok(reports) => reports,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    })
+    .map_err(|e| e.to_string())?;
     for best in wukong_bench::best_per_backend(&reports) {
         println!(
             "best tile for {}: {} ({:.1} GFLOP/s, ratio {:.3})",
             best.backend, best.tile, best.gflops, best.ratio
         );
     }
-    if let Some(path) = json {
-        let written = serde_json::to_string_pretty(&reports)
-            .map_err(|e| e.to_string())
-            .and_then(|text| std::fs::write(&path, text).map_err(|e| e.to_string()));
-        if let Err(error) = written {
-            eprintln!("error: cannot write {}: {error}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
-    ExitCode::SUCCESS
+    write_json(&json, &reports)
 }
