@@ -6,6 +6,9 @@
 //! - [`Coordinator`]: idempotent fan-in arrivals (one flag per edge) and leases.
 //! - [`MemoryStore`] implements both in memory; [`codec`] stores tiles as
 //!   `.npy` with a CRC-32 trailer.
+//! - [`wrap`]: [`wrap::Metered`], [`wrap::Cached`], [`wrap::Faulty`] and
+//!   [`wrap::Retrying`] add metering, a local LRU cache, seeded fault injection
+//!   and retries with backoff to any backend.
 //! - [`SlotStore`] is the embedded executor's store: one slot per data item of a
 //!   task graph, each written once and emptied after its last reader.
 //!
@@ -27,6 +30,7 @@ mod object;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod slot;
+pub mod wrap;
 
 pub use key::{JobId, ObjectKey};
 pub use memory::MemoryStore;

@@ -11,8 +11,15 @@ use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode,
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<ObjectKey, Bytes>>,
-    arrivals: Mutex<HashMap<(JobId, u64), HashSet<u32>>>,
+    arrivals: Mutex<HashMap<(JobId, u64), FanIn>>,
     leases: Mutex<BTreeMap<(JobId, String), (String, Instant)>>,
+}
+
+/// The arrived edges of one child, and the edge that completed it.
+#[derive(Debug, Default)]
+struct FanIn {
+    edges: HashSet<u32>,
+    completer: Option<u32>,
 }
 
 impl MemoryStore {
@@ -78,12 +85,17 @@ impl Coordinator for MemoryStore {
             });
         }
         let mut arrivals = self.arrivals.lock();
-        let edges = arrivals.entry((job.clone(), child)).or_default();
+        let FanIn { edges, completer } = arrivals.entry((job.clone(), child)).or_default();
         if !edges.insert(edge) {
-            return Ok(Arrival::Duplicate);
+            return Ok(if *completer == Some(edge) {
+                Arrival::Completed
+            } else {
+                Arrival::Duplicate
+            });
         }
         let arrived = edges.len() as u32;
         Ok(if arrived == in_degree {
+            *completer = Some(edge);
             Arrival::Completed
         } else {
             Arrival::Waiting {

@@ -71,14 +71,18 @@ impl<T: ObjectStore + ?Sized> ObjectStoreExt for T {}
 /// What [`Coordinator::arrive`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
-    /// This call recorded the last missing parent: the caller owns the child.
+    /// This edge is the one that completed the child's inputs: the caller
+    /// owns the child. Repeating the call for the same edge (a retry after a
+    /// lost reply) answers `Completed` again, so a completion is never lost; a
+    /// duplicated executor may then run the child twice, which single-assignment
+    /// outputs make harmless.
     Completed,
     /// The child still waits for `missing` parents.
     Waiting {
         /// Parents not yet arrived.
         missing: u32,
     },
-    /// This edge had arrived before; nothing changed (a retry or a duplicate).
+    /// This edge had arrived before and was not the completing one; nothing changed.
     Duplicate,
 }
 
@@ -95,8 +99,9 @@ pub struct Lease {
 #[async_trait]
 pub trait Coordinator: Send + Sync + std::fmt::Debug {
     /// Records that parent edge `edge` of `child` has arrived. Idempotent per
-    /// `(job, child, edge)`: the call that brings the count of distinct edges to
-    /// `in_degree` gets [`Arrival::Completed`], exactly once, whatever retries
+    /// `(job, child, edge)`: the count is of distinct edges, and exactly one
+    /// edge, the one whose arrival brought it to `in_degree`, is answered
+    /// [`Arrival::Completed`] (on every call for that edge), whatever retries
     /// or duplicates happen.
     async fn arrive(
         &self,

@@ -1,7 +1,7 @@
 //! Objects, arrivals and leases in Redis (feature `redis`).
 //!
 //! Keys: objects at `wk:o:<job>/<name>`, the arrivals of a child task in the
-//! set `wk:a:<job>:<child>`, leases in the hash `wk:l:<job>` (name → holder)
+//! set `wk:a:<job>:<child>` and its completing edge at `wk:c:<job>:<child>`, leases in the hash `wk:l:<job>` (name → holder)
 //! and the sorted set `wk:e:<job>` (name → expiry in Redis server time, ms).
 //! Arrivals and every lease operation are one Lua script each: atomic and one
 //! round trip. Lease clocks are the Redis server's, so clients need no clock sync.
@@ -16,8 +16,13 @@ use redis::{AsyncCommands, ErrorKind, RedisError, Script};
 use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
 
 const ARRIVE: &str = r"
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return -1 end
-return tonumber(ARGV[2]) - redis.call('SCARD', KEYS[1])
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then return 0 end
+  return -1
+end
+local missing = tonumber(ARGV[2]) - redis.call('SCARD', KEYS[1])
+if missing == 0 then redis.call('SET', KEYS[2], ARGV[1]) end
+return missing
 ";
 
 const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
@@ -300,6 +305,7 @@ impl Coordinator for RedisStore {
         let missing: i64 = self
             .arrive
             .key(format!("wk:a:{job}:{child}"))
+            .key(format!("wk:c:{job}:{child}"))
             .arg(edge)
             .arg(in_degree)
             .invoke_async(&mut self.connection.clone())
