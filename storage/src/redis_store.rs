@@ -153,6 +153,26 @@ impl RedisStore {
     fn error(&self, error: RedisError) -> StorageError {
         redis_error(&self.endpoint, error)
     }
+
+    /// Runs the acquire or renew script, which answer 1 when the lease is held.
+    async fn lease_script(
+        &self,
+        script: &Script,
+        job: &JobId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let held: i64 = script
+            .key(&lease_keys(job)[..])
+            .arg(name)
+            .arg(holder)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(held == 1)
+    }
 }
 
 fn redis_error(endpoint: &str, error: RedisError) -> StorageError {
@@ -327,16 +347,8 @@ impl Coordinator for RedisStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StorageError> {
-        let got: i64 = self
-            .acquire
-            .key(&lease_keys(job)[..])
-            .arg(name)
-            .arg(holder)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.connection.clone())
+        self.lease_script(&self.acquire, job, name, holder, ttl)
             .await
-            .map_err(|e| self.error(e))?;
-        Ok(got == 1)
     }
 
     async fn renew(
@@ -346,16 +358,7 @@ impl Coordinator for RedisStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StorageError> {
-        let renewed: i64 = self
-            .renew
-            .key(&lease_keys(job)[..])
-            .arg(name)
-            .arg(holder)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(renewed == 1)
+        self.lease_script(&self.renew, job, name, holder, ttl).await
     }
 
     async fn release(&self, job: &JobId, name: &str, holder: &str) -> Result<(), StorageError> {
