@@ -166,4 +166,10 @@ impl Coordinator for MemoryStore {
             })
             .collect())
     }
+
+    async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
+        self.arrivals.lock().retain(|(owner, _), _| owner != job);
+        self.leases.lock().retain(|(owner, _), _| owner != job);
+        Ok(())
+    }
 }

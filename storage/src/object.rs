@@ -135,4 +135,8 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug {
 
     /// Leases of `job` whose time ran out without a release, sorted by name.
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError>;
+
+    /// Forgets every arrival and lease of `job`, and nothing of any other job.
+    /// With [`ObjectStoreExt::delete_job`] it removes all that a job left behind.
+    async fn clear_job(&self, job: &JobId) -> Result<(), StorageError>;
 }

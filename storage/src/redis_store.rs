@@ -390,6 +390,34 @@ impl Coordinator for RedisStore {
         leases.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(leases)
     }
+
+    async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
+        let mut connection = self.connection.clone();
+        let mut doomed: Vec<String> = lease_keys(job).to_vec();
+        for pattern in [format!("wk:a:{job}:*"), format!("wk:c:{job}:*")] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                doomed.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        for chunk in doomed.chunks(500) {
+            let _: i64 = connection.del(chunk).await.map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

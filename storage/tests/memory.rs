@@ -39,6 +39,16 @@ async fn arrivals_are_idempotent() {
 }
 
 #[tokio::test]
+async fn clearing_a_job_forgets_its_arrivals_and_leases_only() {
+    conformance::clearing_a_job_forgets_its_arrivals_and_leases_only(
+        &MemoryStore::new(),
+        &job("cleared"),
+        &job("kept"),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn leases() {
     conformance::leases(&MemoryStore::new(), &job("leases")).await;
 }

@@ -58,6 +58,16 @@ async fn arrivals_are_idempotent() {
 }
 
 #[tokio::test]
+async fn clearing_a_job_forgets_its_arrivals_and_leases_only() {
+    conformance::clearing_a_job_forgets_its_arrivals_and_leases_only(
+        &store().await,
+        &job("cleared"),
+        &job("kept"),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn leases() {
     conformance::leases(&store().await, &job("leases")).await;
 }

@@ -192,4 +192,8 @@ impl<S: Coordinator> Coordinator for Cached<S> {
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         self.inner.expired(job).await
     }
+
+    async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
+        self.inner.clear_job(job).await
+    }
 }

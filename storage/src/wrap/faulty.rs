@@ -173,4 +173,8 @@ impl<S: Coordinator> Coordinator for Faulty<S> {
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         self.run(self.inner.expired(job)).await
     }
+
+    async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
+        self.run(self.inner.clear_job(job)).await
+    }
 }

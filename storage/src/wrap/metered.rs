@@ -175,4 +175,9 @@ impl<S: Coordinator> Coordinator for Metered<S> {
         let result = self.inner.expired(job).await;
         self.count(&self.counters.lease_requests, result)
     }
+
+    async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
+        let result = self.inner.clear_job(job).await;
+        self.count(&self.counters.other_requests, result)
+    }
 }

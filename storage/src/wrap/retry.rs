@@ -165,4 +165,8 @@ impl<S: Coordinator> Coordinator for Retrying<S> {
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         self.retry(|_| self.inner.expired(job)).await
     }
+
+    async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
+        self.retry(|_| self.inner.clear_job(job)).await
+    }
 }

@@ -246,3 +246,47 @@ pub async fn leases(coordinator: &dyn Coordinator, job: &JobId) {
             .unwrap()
     );
 }
+
+pub async fn clearing_a_job_forgets_its_arrivals_and_leases_only(
+    coordinator: &dyn Coordinator,
+    job: &JobId,
+    other: &JobId,
+) {
+    let ttl = Duration::from_secs(30);
+    for owner in [job, other] {
+        assert_eq!(
+            coordinator.arrive(owner, 1, 0, 2).await.unwrap(),
+            Arrival::Waiting { missing: 1 }
+        );
+        assert!(
+            coordinator
+                .acquire(owner, "task", "exec-a", ttl)
+                .await
+                .unwrap()
+        );
+    }
+    coordinator.clear_job(job).await.unwrap();
+    // This job starts afresh; the other job remembers everything.
+    assert_eq!(
+        coordinator.arrive(job, 1, 0, 2).await.unwrap(),
+        Arrival::Waiting { missing: 1 }
+    );
+    assert!(
+        coordinator
+            .acquire(job, "task", "exec-b", ttl)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        coordinator.arrive(other, 1, 0, 2).await.unwrap(),
+        Arrival::Duplicate
+    );
+    assert!(
+        !coordinator
+            .acquire(other, "task", "exec-b", ttl)
+            .await
+            .unwrap()
+    );
+    coordinator.clear_job(job).await.unwrap();
+    coordinator.clear_job(other).await.unwrap();
+}
