@@ -46,6 +46,22 @@ wait_for redis 10 sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $redis_port ping)\" = 
 export WUKONG_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 echo "== redis-server on 127.0.0.1:$redis_port"
 
+# moto (PyPI) as the S3 endpoint; the tests use its fixed test credentials.
+if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
+  echo "== installing moto[server]"
+  python3 -m pip install --quiet "moto[server]" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "moto[server]"
+fi
+s3_port=$(free_port)
+python3 -m moto.server -H 127.0.0.1 -p "$s3_port" >"$workdir/moto.log" 2>&1 &
+pids+=($!)
+http() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[2], method=sys.argv[1]), timeout=5)' "$@"; }
+wait_for moto 60 http GET "http://127.0.0.1:$s3_port/moto-api/"
+http PUT "http://127.0.0.1:$s3_port/wukong-test" || { echo "error: cannot create the test bucket" >&2; exit 1; }
+export WUKONG_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+echo "== moto_server (S3) on 127.0.0.1:$s3_port"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -29,6 +29,8 @@ mod memory;
 mod object;
 #[cfg(feature = "redis")]
 mod redis_store;
+#[cfg(feature = "s3")]
+mod s3_store;
 mod slot;
 pub mod wrap;
 
@@ -39,6 +41,8 @@ pub use object::{
 };
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
+#[cfg(feature = "s3")]
+pub use s3_store::{S3Config, S3Store};
 pub use slot::SlotStore;
 
 /// What went wrong in a store.
