@@ -154,6 +154,29 @@ impl RedisStore {
         redis_error(&self.endpoint, error)
     }
 
+    /// Every key matching a glob `pattern`, by SCAN (which may repeat keys).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StorageError> {
+        let mut connection = self.connection.clone();
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.error(e))?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
     /// Runs the acquire or renew script, which answer 1 when the lease is held.
     async fn lease_script(
         &self,
@@ -277,28 +300,11 @@ impl ObjectStore for RedisStore {
     async fn list(&self, job: &JobId, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
         let root = format!("wk:o:{job}/");
         let pattern = format!("{}{}*", glob_escape(&root), glob_escape(prefix));
-        let mut connection = self.connection.clone();
-        let mut cursor: u64 = 0;
         let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| self.error(e))?;
-            for path in batch {
-                if let Some(name) = path.strip_prefix(&root) {
-                    keys.push(job.key(name)?);
-                }
+        for path in self.scan(&pattern).await? {
+            if let Some(name) = path.strip_prefix(&root) {
+                keys.push(job.key(name)?);
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         keys.sort();
         keys.dedup();
@@ -392,27 +398,11 @@ impl Coordinator for RedisStore {
     }
 
     async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
-        let mut connection = self.connection.clone();
         let mut doomed: Vec<String> = lease_keys(job).to_vec();
         for pattern in [format!("wk:a:{job}:*"), format!("wk:c:{job}:*")] {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(|e| self.error(e))?;
-                doomed.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            doomed.extend(self.scan(&pattern).await?);
         }
+        let mut connection = self.connection.clone();
         for chunk in doomed.chunks(500) {
             let _: i64 = connection.del(chunk).await.map_err(|e| self.error(e))?;
         }

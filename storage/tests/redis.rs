@@ -23,13 +23,8 @@ async fn store() -> RedisStore {
     RedisStore::connect(&url()).await.unwrap()
 }
 
-/// A job id no other test run uses, so runs against one server never collide.
 fn job(name: &str) -> JobId {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    JobId::new(format!("{name}-{}-{nanos}", std::process::id())).unwrap()
+    conformance::unique_job(name)
 }
 
 #[tokio::test]

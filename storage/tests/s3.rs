@@ -36,11 +36,7 @@ async fn store() -> S3Store {
 }
 
 fn job(name: &str) -> JobId {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    JobId::new(format!("{name}-{}-{nanos}", std::process::id())).unwrap()
+    conformance::unique_job(name)
 }
 
 #[tokio::test]
