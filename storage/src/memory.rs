@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::object::check_arrival;
 use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
 
 /// Objects, arrivals and leases in this process's memory: the embedded mode's store.
@@ -77,13 +78,7 @@ impl Coordinator for MemoryStore {
         edge: u32,
         in_degree: u32,
     ) -> Result<Arrival, StorageError> {
-        if edge >= in_degree {
-            return Err(StorageError::BadArrival {
-                child,
-                edge,
-                in_degree,
-            });
-        }
+        check_arrival(child, edge, in_degree)?;
         let mut arrivals = self.arrivals.lock();
         let FanIn { edges, completer } = arrivals.entry((job.clone(), child)).or_default();
         if !edges.insert(edge) {

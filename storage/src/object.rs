@@ -86,6 +86,19 @@ pub enum Arrival {
     Duplicate,
 }
 
+/// The check every backend makes before recording an arrival: edges are
+/// numbered `0..in_degree`.
+pub(crate) fn check_arrival(child: u64, edge: u32, in_degree: u32) -> Result<(), StorageError> {
+    if edge >= in_degree {
+        return Err(StorageError::BadArrival {
+            child,
+            edge,
+            in_degree,
+        });
+    }
+    Ok(())
+}
+
 /// A held lease: who holds it and until when it is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

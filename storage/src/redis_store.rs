@@ -13,6 +13,7 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ErrorKind, RedisError, Script};
 
+use crate::object::check_arrival;
 use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
 
 const ARRIVE: &str = r"
@@ -321,13 +322,7 @@ impl Coordinator for RedisStore {
         edge: u32,
         in_degree: u32,
     ) -> Result<Arrival, StorageError> {
-        if edge >= in_degree {
-            return Err(StorageError::BadArrival {
-                child,
-                edge,
-                in_degree,
-            });
-        }
+        check_arrival(child, edge, in_degree)?;
         let missing: i64 = self
             .arrive
             .key(format!("wk:a:{job}:{child}"))
