@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# System packages: OpenBLAS for the `openblas` feature, Redis for the storage tests.
+# System packages: OpenBLAS for the `openblas` feature, Redis for the storage
+# tests, openssl for the certificates of the TLS Redis server.
 missing=()
-for package in libopenblas-dev pkg-config redis-server; do
+for package in libopenblas-dev pkg-config redis-server openssl; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -46,21 +47,59 @@ wait_for redis 10 sh -c "[ \"\$(redis-cli -h 127.0.0.1 -p $redis_port ping)\" = 
 export WUKONG_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 echo "== redis-server on 127.0.0.1:$redis_port"
 
+# A second Redis that speaks only TLS, with a certificate for localhost and
+# 127.0.0.1 signed by a throwaway CA.
+tls="$workdir/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=wukong-test-ca \
+  -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+  >"$tls/server.ext"
+openssl x509 -req -days 2 -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+  -CAcreateserial -extfile "$tls/server.ext" -out "$tls/server.crt" 2>/dev/null
+rediss_port=$(free_port)
+redis-server --bind 127.0.0.1 --port 0 --tls-port "$rediss_port" --save "" --appendonly no \
+  --dir "$workdir" --tls-cert-file "$tls/server.crt" --tls-key-file "$tls/server.key" \
+  --tls-ca-cert-file "$tls/ca.crt" --tls-auth-clients no >"$workdir/rediss.log" 2>&1 &
+pids+=($!)
+wait_for rediss 10 sh -c "[ \"\$(redis-cli --tls --cacert $tls/ca.crt -h localhost -p $rediss_port ping)\" = PONG ]"
+export WUKONG_TEST_REDISS_URL="rediss://localhost:$rediss_port" WUKONG_TEST_REDIS_CA="$tls/ca.crt"
+echo "== redis-server (TLS) on 127.0.0.1:$rediss_port"
+
 # moto (PyPI) as the S3 endpoint; the tests use its fixed test credentials.
 if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
   echo "== installing moto[server]"
   python3 -m pip install --quiet "moto[server]" 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages "moto[server]"
 fi
-s3_port=$(free_port)
-python3 -m moto.server -H 127.0.0.1 -p "$s3_port" >"$workdir/moto.log" 2>&1 &
-pids+=($!)
 http() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[2], method=sys.argv[1]), timeout=5)' "$@"; }
+start_moto() { # name, port, extra environment...
+  local name=$1 port=$2; shift 2
+  env "$@" python3 -m moto.server -H 127.0.0.1 -p "$port" >"$workdir/$name.log" 2>&1 &
+  pids+=($!)
+}
+s3_port=$(free_port)
+start_moto moto "$s3_port"
+# A second one that checks every request's signature (no IAM users: every key is wrong).
+s3_auth_port=$(free_port)
+start_moto moto-auth "$s3_auth_port" INITIAL_NO_AUTH_ACTION_COUNT=0
 wait_for moto 60 http GET "http://127.0.0.1:$s3_port/moto-api/"
+wait_for moto-auth 60 http GET "http://127.0.0.1:$s3_auth_port/moto-api/"
 http PUT "http://127.0.0.1:$s3_port/wukong-test" || { echo "error: cannot create the test bucket" >&2; exit 1; }
 export WUKONG_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export WUKONG_TEST_S3_AUTH_ENDPOINT="http://127.0.0.1:$s3_auth_port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 echo "== moto_server (S3) on 127.0.0.1:$s3_port"
+
+# `bash scripts/test.sh <cargo test arguments>` runs just those tests against
+# the servers above, e.g. `bash scripts/test.sh -p wukong-storage --all-features`.
+if [ $# -gt 0 ]; then
+  echo "== cargo test $*"
+  cargo test "$@"
+  exit
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -42,7 +42,7 @@ pub use object::{
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 #[cfg(feature = "s3")]
-pub use s3_store::{S3Config, S3Store};
+pub use s3_store::{S3Config, S3Credentials, S3Store};
 pub use slot::SlotStore;
 
 /// What went wrong in a store.

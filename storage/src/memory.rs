@@ -8,12 +8,13 @@ use parking_lot::Mutex;
 use crate::object::check_arrival;
 use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
 
-/// Objects, arrivals and leases in this process's memory: the embedded mode's store.
+/// Objects, arrivals, claims and leases in this process's memory: the embedded mode's store.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<ObjectKey, Bytes>>,
     arrivals: Mutex<HashMap<(JobId, u64), FanIn>>,
     leases: Mutex<BTreeMap<(JobId, String), (String, Instant)>>,
+    claims: Mutex<HashMap<(JobId, String), String>>,
 }
 
 /// The arrived edges of one child, and the edge that completed it.
@@ -148,6 +149,15 @@ impl Coordinator for MemoryStore {
         Ok(())
     }
 
+    async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError> {
+        Ok(self
+            .claims
+            .lock()
+            .entry((job.clone(), name.to_owned()))
+            .or_insert_with(|| holder.to_owned())
+            .clone())
+    }
+
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         let now = Instant::now();
         Ok(self
@@ -165,6 +175,7 @@ impl Coordinator for MemoryStore {
     async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
         self.arrivals.lock().retain(|(owner, _), _| owner != job);
         self.leases.lock().retain(|(owner, _), _| owner != job);
+        self.claims.lock().retain(|(owner, _), _| owner != job);
         Ok(())
     }
 }

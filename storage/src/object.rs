@@ -146,10 +146,17 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug {
     /// Gives up a lease that `holder` holds; releasing a lost lease is not an error.
     async fn release(&self, job: &JobId, name: &str, holder: &str) -> Result<(), StorageError>;
 
+    /// Claims `name` for `holder` unless someone claimed it first, and returns
+    /// the holder of the claim: `holder` if this call (or an earlier one by
+    /// the same holder) won. Atomic and idempotent; a claim lasts until
+    /// [`clear_job`](Coordinator::clear_job). Executors claim the right to
+    /// hold a child's inputs in their local cache.
+    async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError>;
+
     /// Leases of `job` whose time ran out without a release, sorted by name.
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError>;
 
-    /// Forgets every arrival and lease of `job`, and nothing of any other job.
+    /// Forgets every arrival, claim and lease of `job`, and nothing of any other job.
     /// With [`ObjectStoreExt::delete_job`] it removes all that a job left behind.
     async fn clear_job(&self, job: &JobId) -> Result<(), StorageError>;
 }

@@ -2,7 +2,8 @@
 //!
 //! Keys: objects at `wk:o:<job>/<name>`, the arrivals of a child task in the
 //! set `wk:a:<job>:<child>` and its completing edge at `wk:c:<job>:<child>`, leases in the hash `wk:l:<job>` (name → holder)
-//! and the sorted set `wk:e:<job>` (name → expiry in Redis server time, ms).
+//! and the sorted set `wk:e:<job>` (name → expiry in Redis server time, ms),
+//! claims in the hash `wk:h:<job>` (name → holder).
 //! Arrivals and every lease operation are one Lua script each: atomic and one
 //! round trip. Lease clocks are the Redis server's, so clients need no clock sync.
 
@@ -24,6 +25,11 @@ end
 local missing = tonumber(ARGV[2]) - redis.call('SCARD', KEYS[1])
 if missing == 0 then redis.call('SET', KEYS[2], ARGV[1]) end
 return missing
+";
+
+const CLAIM: &str = r"
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
 ";
 
 const NOW: &str = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
@@ -76,6 +82,7 @@ pub struct RedisStore {
     renew: Script,
     release: Script,
     expired: Script,
+    claim: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -108,6 +115,32 @@ impl RedisStore {
             what: "Redis URL",
             detail: format!("{endpoint}: {e}"),
         })?;
+        Self::open(client, endpoint).await
+    }
+
+    /// Connects to a `rediss://` URL whose server certificate is signed by the
+    /// PEM-encoded `root_certificate` (a private CA) instead of a CA of the
+    /// system or webpki trust store. A certificate that does not verify is an
+    /// [`StorageError::Unavailable`] naming the TLS failure.
+    pub async fn connect_with_root_certificate(
+        url: &str,
+        root_certificate: &[u8],
+    ) -> Result<Self, StorageError> {
+        let endpoint = redact(url);
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_certificate.to_vec()),
+        };
+        let client = redis::Client::build_with_tls(url, certificates).map_err(|e| {
+            StorageError::InvalidConfig {
+                what: "Redis TLS settings",
+                detail: format!("{endpoint}: {e}"),
+            }
+        })?;
+        Self::open(client, endpoint).await
+    }
+
+    async fn open(client: redis::Client, endpoint: String) -> Result<Self, StorageError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(Duration::from_secs(30)))
@@ -143,6 +176,7 @@ impl RedisStore {
             renew: Script::new(&format!("{NOW}{RENEW}")),
             release: Script::new(RELEASE),
             expired: Script::new(&format!("{NOW}{EXPIRED}")),
+            claim: Script::new(CLAIM),
         })
     }
 
@@ -374,6 +408,16 @@ impl Coordinator for RedisStore {
         Ok(())
     }
 
+    async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError> {
+        self.claim
+            .key(format!("wk:h:{job}"))
+            .arg(name)
+            .arg(holder)
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         let flat: Vec<String> = self
             .expired
@@ -394,6 +438,7 @@ impl Coordinator for RedisStore {
 
     async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
         let mut doomed: Vec<String> = lease_keys(job).to_vec();
+        doomed.push(format!("wk:h:{job}"));
         for pattern in [format!("wk:a:{job}:*"), format!("wk:c:{job}:*")] {
             doomed.extend(self.scan(&pattern).await?);
         }

@@ -4,7 +4,8 @@
 //! Keys are `<prefix><job>/<name>` in one bucket. Single assignment uses S3
 //! conditional writes (`If-None-Match: *`); objects above the multipart
 //! threshold are uploaded in parts. Credentials come from the standard AWS
-//! chain (environment, profile, instance or task role) and are never logged.
+//! chain (environment, profile, instance or task role) unless the
+//! configuration names a static key; secrets are never logged.
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -15,6 +16,24 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use crate::{JobId, ObjectKey, ObjectStore, PutMode, StorageError};
+
+/// A static access key, used instead of the standard credential chain.
+#[derive(Clone)]
+pub struct S3Credentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key; never printed.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone)]
@@ -33,6 +52,8 @@ pub struct S3Config {
     pub multipart_threshold: usize,
     /// Size of each part (S3 needs at least 5 MiB for all but the last).
     pub part_size: usize,
+    /// A static key instead of the standard chain (environment, profile, role).
+    pub credentials: Option<S3Credentials>,
 }
 
 impl S3Config {
@@ -47,6 +68,7 @@ impl S3Config {
             prefix: String::new(),
             multipart_threshold: 32 << 20,
             part_size: 16 << 20,
+            credentials: None,
         }
     }
 }
@@ -94,6 +116,15 @@ impl S3Store {
             .region(aws_config::Region::new(config.region.clone()));
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(key) = &config.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                key.access_key_id.clone(),
+                key.secret_access_key.clone(),
+                None,
+                None,
+                "wukong-s3-config",
+            ));
         }
         let shared = loader.load().await;
         // Checksums only where S3 requires them: the default streams upload parts

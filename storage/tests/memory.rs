@@ -52,3 +52,8 @@ async fn clearing_a_job_forgets_its_arrivals_and_leases_only() {
 async fn leases() {
     conformance::leases(&MemoryStore::new(), &job("leases")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims() {
+    conformance::claims(Arc::new(MemoryStore::new()), &job("claims"), &job("other")).await;
+}

@@ -62,6 +62,11 @@ async fn clearing_a_job_forgets_its_arrivals_and_leases_only() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims() {
+    conformance::claims(Arc::new(store().await), &job("claims"), &job("other")).await;
+}
+
 #[tokio::test]
 async fn leases() {
     conformance::leases(&store().await, &job("leases")).await;
@@ -91,18 +96,10 @@ async fn glob_characters_in_names_match_only_themselves() {
     assert_eq!(names, ["a*", "a*b"]);
 }
 
-#[tokio::test]
-async fn a_server_that_is_down_is_reported_in_bounded_time() {
-    // A port nobody listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// Connects to `url`, expecting `Unavailable` within 15 seconds.
+async fn connect_fails_quickly(url: &str) -> StorageError {
     let start = Instant::now();
-    let err = RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
-        .await
-        .unwrap_err();
+    let err = RedisStore::connect(url).await.unwrap_err();
     assert!(
         start.elapsed() < Duration::from_secs(15),
         "took {:?}",
@@ -118,6 +115,18 @@ async fn a_server_that_is_down_is_reported_in_bounded_time() {
         ),
         "{err}"
     );
+    err
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_reported_in_bounded_time() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = connect_fails_quickly(&format!("redis://127.0.0.1:{port}")).await;
     assert!(
         err.to_string().contains(&format!("127.0.0.1:{port}")),
         "{err}"
@@ -197,4 +206,47 @@ async fn a_dropped_connection_is_re_established_and_nothing_is_lost() {
         result = store.get(&key).await;
     }
     assert_eq!(result.unwrap(), Bytes::from_static(b"before"));
+}
+
+/// The TLS server `scripts/test.sh` starts, and the private CA that signed its
+/// certificate.
+fn tls_server() -> (String, Vec<u8>) {
+    let url = std::env::var("WUKONG_TEST_REDISS_URL").unwrap_or_else(|_| {
+        panic!("WUKONG_TEST_REDISS_URL is not set: run the suite with `bash scripts/test.sh`, which starts a TLS redis-server")
+    });
+    let ca = std::env::var("WUKONG_TEST_REDIS_CA").unwrap();
+    (url, std::fs::read(ca).unwrap())
+}
+
+#[tokio::test]
+async fn rediss_urls_connect_over_tls() {
+    let (url, ca) = tls_server();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let store = RedisStore::connect_with_root_certificate(&url, &ca)
+        .await
+        .unwrap();
+    let job = job("tls");
+    conformance::objects(&store, &job).await;
+    conformance::arrivals_are_idempotent(std::sync::Arc::new(store), &job).await;
+}
+
+#[tokio::test]
+async fn a_tls_server_with_an_untrusted_certificate_is_a_clear_error() {
+    let (url, _) = tls_server();
+    // Not signed by any CA in the webpki roots: the handshake must fail.
+    let err = connect_fails_quickly(&url).await;
+    let text = err.to_string().to_lowercase();
+    assert!(
+        text.contains("certificate") || text.contains("tls"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_root_certificate_needs_a_rediss_url() {
+    let (_, ca) = tls_server();
+    let err = RedisStore::connect_with_root_certificate(&url(), &ca)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::InvalidConfig { .. }), "{err}");
 }

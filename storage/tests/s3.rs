@@ -11,7 +11,7 @@ mod conformance;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wukong_storage::{JobId, ObjectStore, PutMode, S3Config, S3Store, StorageError};
+use wukong_storage::{JobId, ObjectStore, PutMode, S3Config, S3Credentials, S3Store, StorageError};
 
 const BUCKET: &str = "wukong-test";
 
@@ -104,4 +104,28 @@ async fn a_server_that_is_down_is_reported_in_bounded_time() {
         matches!(err, StorageError::Unavailable { backend: "s3", .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_an_authentication_error_and_never_printed() {
+    // A second moto_server that checks signatures against its (empty) IAM
+    // user list, so every key is unknown there.
+    let endpoint = std::env::var("WUKONG_TEST_S3_AUTH_ENDPOINT").unwrap_or_else(|_| {
+        panic!("WUKONG_TEST_S3_AUTH_ENDPOINT is not set: run the suite with `bash scripts/test.sh`")
+    });
+    let secret = "not-a-real-secret-7c1f";
+    let config = S3Config {
+        credentials: Some(S3Credentials {
+            access_key_id: "AKIAWRONGWRONGWRONG0".into(),
+            secret_access_key: secret.into(),
+        }),
+        ..config(endpoint, BUCKET)
+    };
+    assert!(!format!("{config:?}").contains(secret));
+    let err = S3Store::connect(config).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::Unauthorized { backend: "s3", .. }),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(secret), "{err}");
 }

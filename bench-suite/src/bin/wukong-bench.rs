@@ -48,7 +48,7 @@ enum Command {
         json: Option<PathBuf>,
     },
     /// Throughput of the stores: 8 MiB puts and gets, arrivals per second, and
-    /// `redis-benchmark` on the same Redis server in the same run.
+    /// reference clients (`redis-benchmark`, boto3) on the same servers in the same run.
     Storage(StorageArgs),
 }
 
@@ -57,6 +57,13 @@ struct StorageArgs {
     /// Also measure this Redis server, e.g. redis://127.0.0.1:6379 (needs the `redis` feature).
     #[arg(long)]
     redis: Option<String>,
+    /// Also measure this S3 endpoint, e.g. http://127.0.0.1:5000 (needs the `s3`
+    /// feature; credentials from the standard AWS chain; reference: boto3).
+    #[arg(long)]
+    s3: Option<String>,
+    /// The bucket for `--s3`; it must exist.
+    #[arg(long, default_value = "wukong-bench")]
+    bucket: String,
     /// Size of each object in MiB.
     #[arg(long, default_value_t = 8)]
     object_mib: usize,
@@ -115,46 +122,55 @@ fn storage(args: StorageArgs) -> Result<(), String> {
     let mut reports: Vec<StoreReport> = Vec::new();
     runtime.block_on(async {
         let memory = Arc::new(wukong::storage::MemoryStore::new());
-        reports.push(
-            measure("memory", memory, bytes, args.objects, args.concurrency)
-                .await
-                .map_err(|e| e.to_string())?,
+        let coordinator = Some(Arc::clone(&memory) as Arc<dyn wukong::storage::Coordinator>);
+        let report = measure(
+            "memory",
+            memory,
+            coordinator,
+            bytes,
+            args.objects,
+            args.concurrency,
         );
+        reports.push(report.await.map_err(|e| e.to_string())?);
         if let Some(url) = &args.redis {
             reports.push(redis_report(url, bytes, args.objects, args.concurrency).await?);
+        }
+        if let Some(endpoint) = &args.s3 {
+            reports.push(s3_report(endpoint, &args.bucket, bytes, args.objects).await?);
         }
         Ok::<(), String>(())
     })?;
     println!(
-        "{:<8} {:>9} {:>8} {:>11} {:>11} {:>13} {:>13} {:>9} {:>9} {:>12}",
+        "{:<7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>11}  reference",
         "backend",
         "object",
         "objects",
         "put MB/s",
         "get MB/s",
-        "bench SET",
-        "bench GET",
-        "put/SET",
-        "get/GET",
+        "ref put",
+        "ref get",
+        "put/ref",
+        "get/ref",
         "arrivals/s"
     );
     for r in &reports {
         let ratio = |ours: f64, reference: Option<f64>| {
             reference.map_or("-".to_owned(), |x| format!("{:.2}", ours / x))
         };
-        let reference = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.0}"));
+        let number = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.0}"));
         println!(
-            "{:<8} {:>7}Mi {:>8} {:>11.0} {:>11.0} {:>13} {:>13} {:>9} {:>9} {:>12.0}",
+            "{:<7} {:>5}Mi {:>8} {:>9.0} {:>9.0} {:>9} {:>9} {:>8} {:>8} {:>11}  {}",
             r.backend,
             r.object_bytes / (1024 * 1024),
             r.objects,
             r.put_mb_s,
             r.get_mb_s,
-            reference(r.reference_set_mb_s),
-            reference(r.reference_get_mb_s),
-            ratio(r.put_mb_s, r.reference_set_mb_s),
+            number(r.reference_put_mb_s),
+            number(r.reference_get_mb_s),
+            ratio(r.put_mb_s, r.reference_put_mb_s),
             ratio(r.get_mb_s, r.reference_get_mb_s),
-            r.arrivals_per_s
+            number(r.arrivals_per_s),
+            r.reference.as_deref().unwrap_or("-"),
         );
     }
     write_json(&args.json, &reports)
@@ -167,14 +183,17 @@ async fn redis_report(
     objects: usize,
     concurrency: usize,
 ) -> Result<wukong_bench::storage::StoreReport, String> {
-    let store = std::sync::Arc::new(
+    use std::sync::Arc;
+    let store = Arc::new(
         wukong::storage::RedisStore::connect(url)
             .await
             .map_err(|e| e.to_string())?,
     );
-    let mut report = wukong_bench::storage::measure("redis", store, bytes, objects, concurrency)
-        .await
-        .map_err(|e| e.to_string())?;
+    let coordinator = Some(Arc::clone(&store) as Arc<dyn wukong::storage::Coordinator>);
+    let mut report =
+        wukong_bench::storage::measure("redis", store, coordinator, bytes, objects, concurrency)
+            .await
+            .map_err(|e| e.to_string())?;
     // host:port of the URL, without scheme, credentials or database.
     let rest = url.split("://").nth(1).unwrap_or(url);
     let rest = rest.rsplit('@').next().unwrap_or(rest);
@@ -185,7 +204,8 @@ async fn redis_report(
         .map_err(|_| format!("cannot read a port in {host_port}"))?;
     match wukong_bench::storage::redis_benchmark(host, port, bytes, objects) {
         Some((set, get)) => {
-            report.reference_set_mb_s = Some(set);
+            report.reference = Some("redis-benchmark -c 1 SET/GET".into());
+            report.reference_put_mb_s = Some(set);
             report.reference_get_mb_s = Some(get);
         }
         None => eprintln!("note: redis-benchmark did not run; no reference"),
@@ -201,6 +221,46 @@ async fn redis_report(
     _: usize,
 ) -> Result<wukong_bench::storage::StoreReport, String> {
     Err("this build has no Redis support: rebuild with `--features redis`".into())
+}
+
+#[cfg(feature = "s3")]
+async fn s3_report(
+    endpoint: &str,
+    bucket: &str,
+    bytes: usize,
+    objects: usize,
+) -> Result<wukong_bench::storage::StoreReport, String> {
+    let config = wukong::storage::S3Config {
+        endpoint: Some(endpoint.to_owned()),
+        path_style: true,
+        ..wukong::storage::S3Config::new(bucket)
+    };
+    let store = wukong::storage::S3Store::connect(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut report =
+        wukong_bench::storage::measure("s3", std::sync::Arc::new(store), None, bytes, objects, 0)
+            .await
+            .map_err(|e| e.to_string())?;
+    match wukong_bench::storage::boto3_benchmark(endpoint, bucket, bytes, objects) {
+        Ok((put, get)) => {
+            report.reference = Some("boto3 put_object/get_object".into());
+            report.reference_put_mb_s = Some(put);
+            report.reference_get_mb_s = Some(get);
+        }
+        Err(why) => eprintln!("note: the boto3 reference did not run ({why})"),
+    }
+    Ok(report)
+}
+
+#[cfg(not(feature = "s3"))]
+async fn s3_report(
+    _: &str,
+    _: &str,
+    _: usize,
+    _: usize,
+) -> Result<wukong_bench::storage::StoreReport, String> {
+    Err("this build has no S3 support: rebuild with `--features s3`".into())
 }
 
 #[allow(clippy::too_many_arguments)] // one per command-line option

@@ -189,6 +189,10 @@ impl<S: Coordinator> Coordinator for Cached<S> {
         self.inner.release(job, name, holder).await
     }
 
+    async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError> {
+        self.inner.claim(job, name, holder).await
+    }
+
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         self.inner.expired(job).await
     }

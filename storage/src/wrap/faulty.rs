@@ -170,6 +170,10 @@ impl<S: Coordinator> Coordinator for Faulty<S> {
         self.run(self.inner.release(job, name, holder)).await
     }
 
+    async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError> {
+        self.run(self.inner.claim(job, name, holder)).await
+    }
+
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         self.run(self.inner.expired(job)).await
     }

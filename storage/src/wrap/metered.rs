@@ -24,7 +24,7 @@ pub struct MeterReport {
     pub other_requests: u64,
     /// `arrive` calls.
     pub arrivals: u64,
-    /// Lease calls (acquire, renew, release, expired).
+    /// Lease and claim calls (acquire, renew, release, expired, claim).
     pub lease_requests: u64,
     /// Calls that returned an error.
     pub errors: u64,
@@ -168,6 +168,11 @@ impl<S: Coordinator> Coordinator for Metered<S> {
 
     async fn release(&self, job: &JobId, name: &str, holder: &str) -> Result<(), StorageError> {
         let result = self.inner.release(job, name, holder).await;
+        self.count(&self.counters.lease_requests, result)
+    }
+
+    async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError> {
+        let result = self.inner.claim(job, name, holder).await;
         self.count(&self.counters.lease_requests, result)
     }
 

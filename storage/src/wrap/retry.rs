@@ -162,6 +162,11 @@ impl<S: Coordinator> Coordinator for Retrying<S> {
         self.retry(|_| self.inner.release(job, name, holder)).await
     }
 
+    async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError> {
+        // A claim repeated by its holder answers the same holder.
+        self.retry(|_| self.inner.claim(job, name, holder)).await
+    }
+
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
         self.retry(|_| self.inner.expired(job)).await
     }

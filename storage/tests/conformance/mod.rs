@@ -195,6 +195,57 @@ pub async fn arrivals_are_idempotent(coordinator: Arc<dyn Coordinator>, job: &Jo
     assert_eq!(completing_edges.len(), 1, "{completing_edges:?}");
 }
 
+pub async fn claims(coordinator: Arc<dyn Coordinator>, job: &JobId, other: &JobId) {
+    assert_eq!(
+        coordinator.claim(job, "hold/7", "exec-a").await.unwrap(),
+        "exec-a"
+    );
+    assert_eq!(
+        coordinator.claim(job, "hold/7", "exec-b").await.unwrap(),
+        "exec-a"
+    );
+    // A retry by the holder answers the same; other names and jobs are separate.
+    assert_eq!(
+        coordinator.claim(job, "hold/7", "exec-a").await.unwrap(),
+        "exec-a"
+    );
+    assert_eq!(
+        coordinator.claim(job, "hold/8", "exec-b").await.unwrap(),
+        "exec-b"
+    );
+    assert_eq!(
+        coordinator.claim(other, "hold/7", "exec-c").await.unwrap(),
+        "exec-c"
+    );
+    // Racing claimants: all learn the same single winner.
+    let mut handles = Vec::new();
+    for claimant in 0..32 {
+        let (coordinator, job) = (Arc::clone(&coordinator), job.clone());
+        handles.push(tokio::spawn(async move {
+            coordinator
+                .claim(&job, "hold/9", &format!("exec-{claimant}"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = std::collections::BTreeSet::new();
+    for handle in handles {
+        winners.insert(handle.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    coordinator.clear_job(job).await.unwrap();
+    assert_eq!(
+        coordinator.claim(job, "hold/7", "exec-b").await.unwrap(),
+        "exec-b"
+    );
+    assert_eq!(
+        coordinator.claim(other, "hold/7", "exec-d").await.unwrap(),
+        "exec-c"
+    );
+    coordinator.clear_job(job).await.unwrap();
+    coordinator.clear_job(other).await.unwrap();
+}
+
 pub async fn leases(coordinator: &dyn Coordinator, job: &JobId) {
     let short = Duration::from_millis(150);
     assert!(
