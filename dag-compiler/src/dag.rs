@@ -394,6 +394,19 @@ impl<Op> Dag<Op> {
         self.children.row(task.index())
     }
 
+    /// Bytes that `child` reads from what `parent` writes (each item once):
+    /// what crosses the network if they run on different executors.
+    pub fn edge_bytes(&self, parent: TaskId, child: TaskId) -> u64 {
+        let reads = self.reads(child);
+        let writes = self.writes(parent);
+        writes
+            .iter()
+            .enumerate()
+            .filter(|&(i, d)| reads.contains(d) && !writes[..i].contains(d))
+            .map(|(_, &d)| self.data[d.index()].bytes)
+            .sum()
+    }
+
     /// Number of distinct parents: arrivals needed before the task is ready.
     pub fn fan_in(&self, task: TaskId) -> usize {
         self.parents(task).len()

@@ -8,7 +8,8 @@
 //!
 //! [`DagBuilder::build`] validates the declarations (a cycle, an item written
 //! twice, a read of an item nobody writes) and computes fan-in, fan-out, a
-//! topological order and critical-path priorities. A `Dag` can be encoded in a
+//! topological order and critical-path priorities. A [`ClusterPlan`] decides
+//! which children stay on the executor of their parent. A `Dag` can be encoded in a
 //! compact binary form or JSON, and drawn as Graphviz DOT.
 //!
 //! ```
@@ -37,6 +38,7 @@
 //! ```
 
 mod builder;
+mod cluster;
 mod dag;
 mod dot;
 mod encode;
@@ -44,6 +46,7 @@ mod error;
 mod ids;
 
 pub use builder::DagBuilder;
+pub use cluster::{ClusterParams, ClusterPlan, Placement, StayReason};
 pub use dag::{Dag, DataInfo, DataRole};
 pub use error::DagError;
 pub use ids::{DataId, TaskId};

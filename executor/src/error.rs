@@ -1,6 +1,8 @@
 use wukong_dag::{DataId, TaskId};
 use wukong_storage::StorageError;
 
+use crate::InvokeError;
+
 /// Why a run failed. `E` is the kernels' error type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -61,5 +63,31 @@ pub enum ExecError<E: std::error::Error + 'static> {
         /// The store's error.
         #[source]
         source: StorageError,
+    },
+    /// An executor could not be started.
+    #[error("task {task} could not be handed to a new executor: {source}")]
+    Invoke {
+        /// The task the new executor was to start with.
+        task: TaskId,
+        /// The platform's error.
+        #[source]
+        source: InvokeError,
+    },
+    /// Every executor finished but some tasks never became ready: a bug in a
+    /// scheduler or a store that lost an arrival, reported instead of hanging.
+    #[error("the run stalled: {done} of {total} tasks ran and no executor is left to run the rest")]
+    Stalled {
+        /// Tasks that ran.
+        done: usize,
+        /// Tasks in the graph.
+        total: usize,
+    },
+    /// The coordinator named a claim holder that is no executor of this run.
+    #[error("the claim on task {child} names {holder:?}, which is not an executor of this run")]
+    BadClaim {
+        /// The claimed task.
+        child: TaskId,
+        /// What the coordinator answered.
+        holder: String,
     },
 }

@@ -40,13 +40,18 @@
 //! assert_eq!(*run.outputs[&z], 42);
 //! ```
 
+mod cache;
+mod engine;
 mod error;
+mod invoke;
 mod local;
 mod report;
 
+pub use engine::{Engine, EngineConfig, Scheduler, Stores};
 pub use error::ExecError;
+pub use invoke::{ExecutorId, InvokeError, Invoker};
 pub use local::LocalExecutor;
-pub use report::{RunReport, TaskRecord};
+pub use report::{ExecutorRecord, IoReport, RunReport, TaskRecord};
 
 use std::collections::HashMap;
 use std::sync::Arc;

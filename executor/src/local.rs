@@ -115,9 +115,12 @@ impl LocalExecutor {
         Ok(RunOutcome {
             outputs,
             report: RunReport {
+                scheduler: "shared".into(),
                 wall,
+                threads: self.threads,
                 executors: self.threads,
                 tasks,
+                ..RunReport::default()
             },
         })
     }
@@ -190,6 +193,7 @@ impl<Op: Operation + Sync, K: Kernels<Op>> Run<'_, Op, K> {
             records.push(TaskRecord {
                 task,
                 executor,
+                thread: executor,
                 start,
                 end,
             });
@@ -235,28 +239,8 @@ impl<Op: Operation + Sync, K: Kernels<Op>> Run<'_, Op, K> {
             }
         }
 
-        let op = dag.op(task);
-        let outputs = catch_unwind(AssertUnwindSafe(|| self.kernels.execute(op, inputs)))
-            .map_err(|panic| ExecError::Panicked {
-                task,
-                label: op.label(),
-                message: panic_message(panic.as_ref()),
-            })?
-            .map_err(|source| ExecError::Task {
-                task,
-                label: op.label(),
-                source,
-            })?;
-        let writes = dag.writes(task);
-        if outputs.len() != writes.len() {
-            return Err(ExecError::WrongOutputCount {
-                task,
-                label: op.label(),
-                expected: writes.len(),
-                got: outputs.len(),
-            });
-        }
-        for (value, &data) in outputs.into_iter().zip(writes) {
+        let outputs = execute_task(dag, self.kernels, task, inputs)?;
+        for (value, &data) in outputs.into_iter().zip(dag.writes(task)) {
             if dag.consumers(data).is_empty() && !dag.is_output(data) {
                 continue;
             }
@@ -271,6 +255,38 @@ impl<Op: Operation + Sync, K: Kernels<Op>> Run<'_, Op, K> {
         }
         Ok(())
     }
+}
+
+/// Runs `task`'s kernel on `inputs`, turning a panic or a wrong number of
+/// outputs into an error that names the task.
+pub(crate) fn execute_task<Op: Operation, K: Kernels<Op>>(
+    dag: &Dag<Op>,
+    kernels: &K,
+    task: TaskId,
+    inputs: Vec<Arc<K::Value>>,
+) -> Result<Vec<K::Value>, ExecError<K::Error>> {
+    let op = dag.op(task);
+    let outputs = catch_unwind(AssertUnwindSafe(|| kernels.execute(op, inputs)))
+        .map_err(|panic| ExecError::Panicked {
+            task,
+            label: op.label(),
+            message: panic_message(panic.as_ref()),
+        })?
+        .map_err(|source| ExecError::Task {
+            task,
+            label: op.label(),
+            source,
+        })?;
+    let expected = dag.writes(task).len();
+    if outputs.len() != expected {
+        return Err(ExecError::WrongOutputCount {
+            task,
+            label: op.label(),
+            expected,
+            got: outputs.len(),
+        });
+    }
+    Ok(outputs)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

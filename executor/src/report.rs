@@ -8,23 +8,78 @@ use wukong_dag::TaskId;
 pub struct TaskRecord {
     /// The task.
     pub task: TaskId,
-    /// The executor (thread) that ran it.
+    /// The executor that ran it.
     pub executor: u32,
+    /// The thread (local mode) or worker that hosted the executor.
+    pub thread: u32,
     /// Start, from the start of the run.
     pub start: Duration,
     /// End, from the start of the run.
     pub end: Duration,
 }
 
-/// Timings of one run.
+/// One executor's life.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ExecutorRecord {
+    /// The executor.
+    pub executor: u32,
+    /// The thread or worker that hosted it.
+    pub thread: u32,
+    /// The task it was started with.
+    pub first_task: TaskId,
+    /// Start, from the start of the run.
+    pub start: Duration,
+    /// End, from the start of the run.
+    pub end: Duration,
+    /// Tasks it ran.
+    pub tasks: usize,
+}
+
+/// Bytes and requests per tier, and the scheduling traffic.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct IoReport {
+    /// Inputs found in an executor's local cache.
+    pub cache_hits: u64,
+    /// Bytes of those inputs (what did not cross the network).
+    pub cache_hit_bytes: u64,
+    /// Objects read from the store by executors.
+    pub store_reads: u64,
+    /// Bytes read from the store by executors.
+    pub store_read_bytes: u64,
+    /// Objects written to the store by executors (intermediates and results).
+    pub store_writes: u64,
+    /// Bytes written to the store by executors.
+    pub store_write_bytes: u64,
+    /// Bytes of the graph's inputs put into the store before the run (the same
+    /// for every scheduler; not part of the two figures above).
+    pub staged_bytes: u64,
+    /// Fan-in arrivals recorded.
+    pub arrivals: u64,
+    /// Claims made to hold a child's inputs locally.
+    pub claims: u64,
+    /// Executors started by other executors or by the driver.
+    pub invocations: u64,
+    /// Tasks handed to a running executor that held their inputs.
+    pub deliveries: u64,
+}
+
+/// What happened in one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
+    /// `wukong`, `numpywren` or `shared` (the shared-memory executor).
+    pub scheduler: String,
     /// Wall time of the whole run.
     pub wall: Duration,
-    /// Number of executors (threads) used.
+    /// Threads (local mode) or workers that hosted executors.
+    pub threads: usize,
+    /// Executors started.
     pub executors: usize,
-    /// One record per task, in the order tasks finished.
+    /// One record per task execution, in the order they finished.
     pub tasks: Vec<TaskRecord>,
+    /// One record per executor, by executor number.
+    pub executor_records: Vec<ExecutorRecord>,
+    /// Store and cache traffic.
+    pub io: IoReport,
 }
 
 impl RunReport {
@@ -36,13 +91,22 @@ impl RunReport {
             .sum()
     }
 
-    /// Fraction of the executors' time spent inside kernels (1.0 is perfect).
+    /// Fraction of the threads' time spent inside kernels (1.0 is perfect).
     pub fn utilization(&self) -> f64 {
-        let available = self.wall.as_secs_f64() * self.executors as f64;
+        let available = self.wall.as_secs_f64() * self.threads as f64;
         if available > 0.0 {
             self.busy().as_secs_f64() / available
         } else {
             0.0
         }
+    }
+
+    /// Tasks each executor ran, by executor number.
+    pub fn tasks_per_executor(&self) -> std::collections::BTreeMap<u32, Vec<TaskId>> {
+        let mut map = std::collections::BTreeMap::<u32, Vec<TaskId>>::new();
+        for record in &self.tasks {
+            map.entry(record.executor).or_default().push(record.task);
+        }
+        map
     }
 }

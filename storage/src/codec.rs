@@ -102,3 +102,66 @@ mod tests {
         }
     }
 }
+
+/// A value that executors can keep in a store: tiles, and the small values of
+/// tests and benchmarks. Decoding checks what encoding wrote and names the key
+/// of anything damaged.
+pub trait StoredValue: Send + Sync + Sized + 'static {
+    /// The bytes stored at `key`.
+    fn encode(&self, key: &ObjectKey) -> Result<Bytes, StorageError>;
+    /// The value that [`encode`](StoredValue::encode) wrote at `key`.
+    fn decode(key: &ObjectKey, bytes: &[u8]) -> Result<Self, StorageError>;
+    /// Bytes the value occupies in memory, for cache budgets.
+    fn memory_bytes(&self) -> u64;
+}
+
+impl StoredValue for Array2<f64> {
+    fn encode(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
+        encode_tile(key, self)
+    }
+    fn decode(key: &ObjectKey, bytes: &[u8]) -> Result<Self, StorageError> {
+        decode_tile(key, bytes)
+    }
+    fn memory_bytes(&self) -> u64 {
+        (self.len() * std::mem::size_of::<f64>()) as u64
+    }
+}
+
+impl StoredValue for () {
+    fn encode(&self, _: &ObjectKey) -> Result<Bytes, StorageError> {
+        Ok(Bytes::new())
+    }
+    fn decode(key: &ObjectKey, bytes: &[u8]) -> Result<Self, StorageError> {
+        if bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(StorageError::Corrupt {
+                key: key.clone(),
+                reason: "an empty value was expected",
+            })
+        }
+    }
+    fn memory_bytes(&self) -> u64 {
+        0
+    }
+}
+
+macro_rules! stored_integer {
+    ($($ty:ty),*) => {$(
+        impl StoredValue for $ty {
+            fn encode(&self, _: &ObjectKey) -> Result<Bytes, StorageError> {
+                Ok(Bytes::copy_from_slice(&self.to_le_bytes()))
+            }
+            fn decode(key: &ObjectKey, bytes: &[u8]) -> Result<Self, StorageError> {
+                bytes.try_into().map(<$ty>::from_le_bytes).map_err(|_| StorageError::Corrupt {
+                    key: key.clone(),
+                    reason: concat!("not the little-endian bytes of a ", stringify!($ty)),
+                })
+            }
+            fn memory_bytes(&self) -> u64 {
+                std::mem::size_of::<$ty>() as u64
+            }
+        }
+    )*};
+}
+stored_integer!(u64, i64);

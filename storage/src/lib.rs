@@ -34,6 +34,7 @@ mod s3_store;
 mod slot;
 pub mod wrap;
 
+pub use codec::StoredValue;
 pub use key::{JobId, ObjectKey};
 pub use memory::MemoryStore;
 pub use object::{

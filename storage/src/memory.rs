@@ -29,6 +29,11 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Objects stored, of every job.
+    pub fn object_count(&self) -> usize {
+        self.objects.lock().len()
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,873 @@
+//! The store-backed executors: the Wukong scheduler and the numpywren-style
+//! baseline, on the same stores, the same graph and the same code paths.
+//!
+//! **Wukong** (decentralized). An executor runs tasks from its own ready
+//! queue with inputs from its local cache, else from the store. After a task:
+//! - each output that is a final result is written to the store; other outputs
+//!   stay in the cache (delayed I/O);
+//! - a child with one parent is ready at once; for a child with several, the
+//!   executor records its edge with an idempotent arrival. Before arriving it
+//!   either *claims* the child (then its data stays here and the child will be
+//!   delivered to this executor) or, if another executor holds the claim, writes
+//!   its data to the store (write before arrive). The arrival that completes
+//!   the child tells its executor at once; the child goes to the claim holder
+//!   if that one still runs, else it runs here;
+//! - ready children join the local queue (the executor *becomes* them one after
+//!   the other, highest priority first); while the platform has spare capacity,
+//!   free children (see [`ClusterPlan`]) with the least local data are handed to
+//!   new executors, their inputs written first.
+//!
+//! Before an executor ends, it writes what it held for children that have not
+//! run, then closes its mailbox; a child delivered in between still runs here.
+//!
+//! **numpywren-style** (central). Every task is its own executor taken from
+//! the central queue: it reads every input from the store, writes every output
+//! to it, records an arrival on every edge, and queues the children that
+//! became ready.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use wukong_dag::{ClusterParams, ClusterPlan, Dag, DataId, Operation, TaskId};
+use wukong_storage::{
+    Arrival, Coordinator, JobId, ObjectKey, ObjectStore, ObjectStoreExt, PutMode, StorageError,
+    StoredValue,
+};
+
+use crate::cache::TileCache;
+use crate::invoke::{ExecutorId, Invoker, Mailbox, ThreadPool};
+use crate::{
+    ExecError, ExecutorRecord, IoReport, Kernels, Progress, RunOptions, RunOutcome, RunReport,
+    TaskRecord,
+};
+
+/// Which scheduler runs the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// Decentralized: become, clustering, delayed I/O, local caches.
+    Wukong,
+    /// Central queue; every input read from and every output written to the store.
+    Numpywren,
+}
+
+impl Scheduler {
+    /// `wukong` or `numpywren`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheduler::Wukong => "wukong",
+            Scheduler::Numpywren => "numpywren",
+        }
+    }
+}
+
+impl std::str::FromStr for Scheduler {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "wukong" => Ok(Scheduler::Wukong),
+            "numpywren" => Ok(Scheduler::Numpywren),
+            other => Err(format!(
+                "unknown scheduler {other:?}: use wukong or numpywren"
+            )),
+        }
+    }
+}
+
+/// Settings of a store-backed run.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Threads that host executors (local mode).
+    pub threads: usize,
+    /// The scheduler.
+    pub scheduler: Scheduler,
+    /// Thresholds of the clustering plan (Wukong only).
+    pub cluster: ClusterParams,
+    /// Byte budget of each executor's local cache (Wukong only).
+    pub cache_bytes: u64,
+    /// Data on an edge smaller than this is written at once rather than held
+    /// under a claim: a claim costs a round trip, as does a small write.
+    pub hold_min_bytes: u64,
+    /// Keep the job's objects in the store after the run (for inspection);
+    /// by default they are deleted once the outputs are read back.
+    pub keep_objects: bool,
+    /// Fault injection: start every executor twice, as a platform that
+    /// retries invocations may. Results must not change.
+    pub duplicate_invocations: bool,
+}
+
+impl EngineConfig {
+    /// `threads` threads, the Wukong scheduler, default clustering, a 4 GiB
+    /// cache per executor, claims for edges of 64 KiB and more.
+    pub fn new(threads: usize) -> Self {
+        Self {
+            threads,
+            scheduler: Scheduler::Wukong,
+            cluster: ClusterParams::default(),
+            cache_bytes: 4 << 30,
+            hold_min_bytes: 64 << 10,
+            keep_objects: false,
+            duplicate_invocations: false,
+        }
+    }
+}
+
+/// Where a run keeps its objects and coordination state, and the async
+/// runtime that drives network stores.
+#[derive(Clone)]
+pub struct Stores {
+    /// Objects: inputs, intermediates that cross executors, results.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Arrivals and claims.
+    pub coordinator: Arc<dyn Coordinator>,
+    /// Drives store futures that do not complete at once (Redis, S3); not
+    /// needed for [`MemoryStore`](wukong_storage::MemoryStore).
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("objects", &self.objects)
+            .field("coordinator", &self.coordinator)
+            .finish()
+    }
+}
+
+impl Stores {
+    /// One in-memory store for objects and coordination.
+    pub fn memory() -> Self {
+        let store = Arc::new(wukong_storage::MemoryStore::new());
+        Self {
+            objects: Arc::clone(&store) as Arc<dyn ObjectStore>,
+            coordinator: store,
+            runtime: None,
+        }
+    }
+}
+
+/// Runs graphs through a store with the Wukong or the numpywren-style
+/// scheduler, on threads of this process.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+}
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+impl Engine {
+    /// An engine with `config`.
+    pub fn new(config: EngineConfig) -> Self {
+        Self { config }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Runs `dag` with `kernels` from values for every input, through `stores`,
+    /// and returns the graph's outputs read back from the store.
+    ///
+    /// The first failure stops the run: executors stop at their next task,
+    /// and the error is returned. The job's objects, arrivals and claims are
+    /// removed afterwards unless [`EngineConfig::keep_objects`] is set.
+    pub fn run<Op, K>(
+        &self,
+        dag: &Dag<Op>,
+        kernels: &K,
+        inputs: impl IntoIterator<Item = (DataId, Arc<K::Value>)>,
+        stores: &Stores,
+        options: &RunOptions<'_>,
+    ) -> Result<RunOutcome<K::Value>, ExecError<K::Error>>
+    where
+        Op: Operation + Sync,
+        K: Kernels<Op>,
+        K::Value: StoredValue,
+    {
+        if self.config.threads == 0 {
+            return Err(ExecError::NoThreads);
+        }
+        let job = new_job().map_err(|source| ExecError::Store {
+            task: TaskId::default(),
+            source,
+        })?;
+        let run = Run {
+            dag,
+            kernels,
+            plan: (self.config.scheduler == Scheduler::Wukong)
+                .then(|| ClusterPlan::new(dag, self.config.cluster)),
+            config: &self.config,
+            stores,
+            job,
+            pool: ThreadPool::new(self.config.threads),
+            done: (0..dag.num_tasks())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            done_count: AtomicUsize::new(0),
+            failure: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            next_executor: AtomicU32::new(0),
+            io: Counters::default(),
+            start: Instant::now(),
+            progress: options.progress,
+        };
+        let result = run.execute(inputs);
+        if !self.config.keep_objects {
+            // Best effort: a failed clean-up must not hide the run's result.
+            let _ = block_on(stores.runtime.as_ref(), async {
+                stores.objects.delete_job(&run.job).await?;
+                stores.coordinator.clear_job(&run.job).await
+            });
+        }
+        result
+    }
+}
+
+/// A job id that no other run of any process uses.
+fn new_job() -> Result<JobId, StorageError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    JobId::new(format!(
+        "run-{}-{nanos}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Runs a store future to completion: at once if it is ready on the first
+/// poll (the in-memory store), else on `runtime`, or on a private runtime
+/// when none was given.
+fn block_on<T, F>(runtime: Option<&tokio::runtime::Handle>, future: F) -> Result<T, StorageError>
+where
+    F: Future<Output = Result<T, StorageError>>,
+{
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(std::task::Waker::noop());
+    // Inside the runtime's context, so that timers and sockets the future
+    // creates on its first poll belong to it.
+    let first = {
+        let _context = runtime.map(tokio::runtime::Handle::enter);
+        future.as_mut().poll(&mut context)
+    };
+    if let Poll::Ready(output) = first {
+        return output;
+    }
+    match runtime {
+        Some(handle) => handle.block_on(future),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::InvalidConfig {
+                what: "async runtime for the store",
+                detail: e.to_string(),
+            })?
+            .block_on(future),
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    cache_hits: AtomicU64,
+    cache_hit_bytes: AtomicU64,
+    store_reads: AtomicU64,
+    store_read_bytes: AtomicU64,
+    store_writes: AtomicU64,
+    store_write_bytes: AtomicU64,
+    staged_bytes: AtomicU64,
+    arrivals: AtomicU64,
+    claims: AtomicU64,
+    invocations: AtomicU64,
+    deliveries: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, value: u64) {
+    counter.fetch_add(value, Ordering::Relaxed);
+}
+
+impl Counters {
+    fn report(&self) -> IoReport {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        IoReport {
+            cache_hits: load(&self.cache_hits),
+            cache_hit_bytes: load(&self.cache_hit_bytes),
+            store_reads: load(&self.store_reads),
+            store_read_bytes: load(&self.store_read_bytes),
+            store_writes: load(&self.store_writes),
+            store_write_bytes: load(&self.store_write_bytes),
+            staged_bytes: load(&self.staged_bytes),
+            arrivals: load(&self.arrivals),
+            claims: load(&self.claims),
+            invocations: load(&self.invocations),
+            deliveries: load(&self.deliveries),
+        }
+    }
+}
+
+struct Run<'a, Op, K: Kernels<Op>> {
+    dag: &'a Dag<Op>,
+    kernels: &'a K,
+    plan: Option<ClusterPlan>,
+    config: &'a EngineConfig,
+    stores: &'a Stores,
+    job: JobId,
+    pool: ThreadPool,
+    done: Vec<AtomicBool>,
+    done_count: AtomicUsize,
+    failure: Mutex<Option<ExecError<K::Error>>>,
+    stopped: AtomicBool,
+    next_executor: AtomicU32,
+    io: Counters,
+    start: Instant,
+    progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+}
+
+/// A task in an executor's own ready queue.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Local {
+    priority: u64,
+    task: std::cmp::Reverse<TaskId>,
+    /// The clustering plan or a held claim keeps it here.
+    pinned: bool,
+}
+
+/// One executor's state.
+struct Executor<V> {
+    id: ExecutorId,
+    thread: u32,
+    cache: TileCache<V>,
+    queue: BinaryHeap<Local>,
+    /// Children whose claim this executor holds and that have not run here.
+    held: HashSet<TaskId>,
+    ran: HashSet<TaskId>,
+    mailbox: Option<Arc<Mailbox>>,
+    records: Vec<TaskRecord>,
+}
+
+type Outcome<V, E> = Result<RunOutcome<V>, ExecError<E>>;
+
+impl<Op, K> Run<'_, Op, K>
+where
+    Op: Operation + Sync,
+    K: Kernels<Op>,
+    K::Value: StoredValue,
+{
+    fn wukong(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    fn key(&self, data: DataId) -> Result<ObjectKey, StorageError> {
+        self.job.key(format!("d{}", data.0))
+    }
+
+    fn block<T>(
+        &self,
+        future: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        block_on(self.stores.runtime.as_ref(), future)
+    }
+
+    fn execute(
+        &self,
+        inputs: impl IntoIterator<Item = (DataId, Arc<K::Value>)>,
+    ) -> Outcome<K::Value, K::Error> {
+        let dag = self.dag;
+        let mut given = vec![false; dag.num_data()];
+        let mut staged = Vec::new();
+        for (data, value) in inputs {
+            let is_input = data.index() < dag.num_data() && dag.producer(data).is_none();
+            if !is_input || given[data.index()] {
+                return Err(ExecError::NotAnInput { data });
+            }
+            given[data.index()] = true;
+            staged.push((data, value));
+        }
+        if let Some(data) = dag.inputs().find(|d| !given[d.index()]) {
+            return Err(ExecError::MissingInput { data });
+        }
+        let stage_error = |source| ExecError::Store {
+            task: TaskId::default(),
+            source,
+        };
+        for (data, value) in staged {
+            let key = self.key(data).map_err(stage_error)?;
+            let bytes = value.encode(&key).map_err(stage_error)?;
+            add(&self.io.staged_bytes, bytes.len() as u64);
+            self.block(self.stores.objects.put(&key, bytes, PutMode::Create))
+                .map_err(stage_error)?;
+        }
+
+        let start = Instant::now();
+        for task in dag.sources() {
+            self.invoke(task)?;
+        }
+        if dag.num_tasks() == 0 {
+            self.pool.finish();
+        }
+        let lives: Vec<(Vec<TaskRecord>, Vec<ExecutorRecord>)> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..self.config.threads as u32)
+                .map(|thread| scope.spawn(move || self.host(thread)))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or_default())
+                .collect()
+        });
+        let wall = start.elapsed();
+        if let Some(failure) = self.failure.lock().take() {
+            return Err(failure);
+        }
+        let done = self.done_count.load(Ordering::Acquire);
+        if done < dag.num_tasks() || self.pool.stalled() {
+            return Err(ExecError::Stalled {
+                done,
+                total: dag.num_tasks(),
+            });
+        }
+        let (mut tasks, mut executors): (Vec<_>, Vec<_>) = lives.into_iter().unzip();
+        let mut tasks: Vec<TaskRecord> = tasks.drain(..).flatten().collect();
+        let mut executor_records: Vec<ExecutorRecord> = executors.drain(..).flatten().collect();
+        tasks.sort_by_key(|r| r.end);
+        executor_records.sort_by_key(|r| r.executor);
+
+        let mut outputs = HashMap::with_capacity(dag.outputs().len());
+        for &data in dag.outputs() {
+            let task = dag.producer(data).unwrap_or_default();
+            let read = || -> Result<K::Value, StorageError> {
+                let key = self.key(data)?;
+                let bytes = self.block(self.stores.objects.get(&key))?;
+                K::Value::decode(&key, &bytes)
+            };
+            let value = read().map_err(|source| ExecError::Store { task, source })?;
+            outputs.insert(data, Arc::new(value));
+        }
+        Ok(RunOutcome {
+            outputs,
+            report: RunReport {
+                scheduler: self.config.scheduler.name().into(),
+                wall,
+                threads: self.config.threads,
+                executors: executor_records.len(),
+                tasks,
+                executor_records,
+                io: self.io.report(),
+            },
+        })
+    }
+
+    /// A pool thread: runs executors until the run is over.
+    fn host(&self, thread: u32) -> (Vec<TaskRecord>, Vec<ExecutorRecord>) {
+        let mut tasks = Vec::new();
+        let mut executors = Vec::new();
+        while let Some(first) = self.pool.next() {
+            if self.stopped.load(Ordering::Relaxed) {
+                break;
+            }
+            let id = ExecutorId(self.next_executor.fetch_add(1, Ordering::Relaxed));
+            let start = self.start.elapsed();
+            let mut executor = Executor {
+                id,
+                thread,
+                cache: TileCache::new(self.config.cache_bytes),
+                queue: BinaryHeap::new(),
+                held: HashSet::new(),
+                ran: HashSet::new(),
+                mailbox: self.wukong().then(|| self.pool.open_mailbox(id)),
+                records: Vec::new(),
+            };
+            self.push(&mut executor, first, false);
+            if let Err(failure) = self.executor_loop(&mut executor) {
+                self.fail(failure);
+            }
+            if executor.mailbox.is_some() {
+                self.pool.close_mailbox(id);
+            }
+            executors.push(ExecutorRecord {
+                executor: id.0,
+                thread,
+                first_task: first,
+                start,
+                end: self.start.elapsed(),
+                tasks: executor.records.len(),
+            });
+            tasks.append(&mut executor.records);
+        }
+        (tasks, executors)
+    }
+
+    fn fail(&self, failure: ExecError<K::Error>) {
+        self.failure.lock().get_or_insert(failure);
+        self.stopped.store(true, Ordering::Relaxed);
+        self.pool.finish();
+    }
+
+    fn push(&self, executor: &mut Executor<K::Value>, task: TaskId, pinned: bool) {
+        executor.queue.push(Local {
+            priority: self.dag.priority(task).max(0.0).to_bits(),
+            task: std::cmp::Reverse(task),
+            pinned,
+        });
+    }
+
+    fn invoke(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
+        let copies = if self.config.duplicate_invocations {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            add(&self.io.invocations, 1);
+            self.pool
+                .invoke(task, self.dag.priority(task))
+                .map_err(|source| ExecError::Invoke { task, source })?;
+        }
+        Ok(())
+    }
+
+    fn executor_loop(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
+        loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if let Some(mailbox) = &executor.mailbox {
+                for task in mailbox.take() {
+                    self.push(executor, task, true);
+                }
+            }
+            let Some(next) = executor.queue.pop() else {
+                if executor.mailbox.is_none() {
+                    return Ok(());
+                }
+                // Write what others may need from here, then close the
+                // mailbox; whatever was delivered meanwhile still runs here.
+                self.flush(executor)?;
+                executor.mailbox = None;
+                for task in self.pool.close_mailbox(executor.id) {
+                    self.push(executor, task, true);
+                }
+                continue;
+            };
+            let task = next.task.0;
+            // A duplicated executor stops following a path that another one
+            // has already finished; concurrent duplicates both run, harmlessly.
+            if self.done[task.index()].load(Ordering::Acquire) || !executor.ran.insert(task) {
+                continue;
+            }
+            executor.held.remove(&task);
+            self.run_task(executor, task)?;
+            if self.wukong() {
+                self.share(executor)?;
+            }
+        }
+    }
+
+    /// Writes `data` from the cache to the store unless it is there already.
+    fn make_durable(
+        &self,
+        executor: &mut Executor<K::Value>,
+        task: TaskId,
+        data: DataId,
+    ) -> Result<(), ExecError<K::Error>> {
+        let Some(entry) = executor.cache.entry(data) else {
+            return Ok(());
+        };
+        if entry.durable {
+            return Ok(());
+        }
+        let value = Arc::clone(&entry.value);
+        self.write(task, data, &value)?;
+        executor.cache.mark_durable(data);
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        task: TaskId,
+        data: DataId,
+        value: &K::Value,
+    ) -> Result<(), ExecError<K::Error>> {
+        let store_error = |source| ExecError::Store { task, source };
+        let key = self.key(data).map_err(store_error)?;
+        let bytes = value.encode(&key).map_err(store_error)?;
+        add(&self.io.store_writes, 1);
+        add(&self.io.store_write_bytes, bytes.len() as u64);
+        // A duplicated or retried writer of the same deterministic value succeeds.
+        self.block(self.stores.objects.put_once(&key, bytes))
+            .map_err(store_error)
+    }
+
+    fn read(
+        &self,
+        executor: &mut Executor<K::Value>,
+        task: TaskId,
+        data: DataId,
+    ) -> Result<Arc<K::Value>, ExecError<K::Error>> {
+        if let Some(value) = executor.cache.get(data) {
+            add(&self.io.cache_hits, 1);
+            add(&self.io.cache_hit_bytes, executor.cache.bytes_of(data));
+            return Ok(value);
+        }
+        let store_error = |source| ExecError::Store { task, source };
+        let key = self.key(data).map_err(store_error)?;
+        let bytes = self
+            .block(self.stores.objects.get(&key))
+            .map_err(store_error)?;
+        add(&self.io.store_reads, 1);
+        add(&self.io.store_read_bytes, bytes.len() as u64);
+        let value = Arc::new(K::Value::decode(&key, &bytes).map_err(store_error)?);
+        if self.wukong() {
+            let size = value.memory_bytes();
+            executor.cache.insert(data, Arc::clone(&value), size, true);
+        }
+        Ok(value)
+    }
+
+    fn run_task(
+        &self,
+        executor: &mut Executor<K::Value>,
+        task: TaskId,
+    ) -> Result<(), ExecError<K::Error>> {
+        let dag = self.dag;
+        let start = self.start.elapsed();
+        let reads = dag.reads(task);
+        let mut inputs = Vec::with_capacity(reads.len());
+        for &data in reads {
+            inputs.push(self.read(executor, task, data)?);
+        }
+        // An item only this task reads leaves the cache now, so a kernel that
+        // accumulates into it can take it over without a copy.
+        for &data in reads {
+            if dag.consumers(data) == [task] && !dag.is_output(data) {
+                executor.cache.remove(data);
+            }
+        }
+
+        let outputs = crate::local::execute_task(dag, self.kernels, task, inputs)?;
+        let writes = dag.writes(task);
+        for (value, &data) in outputs.into_iter().zip(writes) {
+            let needed = !dag.consumers(data).is_empty();
+            let result = dag.is_output(data);
+            if !needed && !result {
+                continue;
+            }
+            let durable = if result || !self.wukong() {
+                self.write(task, data, &value)?;
+                true
+            } else {
+                false
+            };
+            if self.wukong() && needed {
+                let size = value.memory_bytes();
+                executor.cache.insert(data, Arc::new(value), size, durable);
+            }
+        }
+        executor.records.push(TaskRecord {
+            task,
+            executor: executor.id.0,
+            thread: executor.thread,
+            start,
+            end: self.start.elapsed(),
+        });
+        if !self.done[task.index()].swap(true, Ordering::AcqRel) {
+            let done = self.done_count.fetch_add(1, Ordering::AcqRel) + 1;
+            if let Some(progress) = self.progress {
+                progress(Progress {
+                    done,
+                    total: dag.num_tasks(),
+                });
+            }
+            if done == dag.num_tasks() {
+                self.pool.finish();
+            }
+        }
+        if self.wukong() {
+            self.route_children(executor, task)?;
+            self.evict(executor, task)
+        } else {
+            for &child in dag.children(task) {
+                if self.arrive(task, child)? == Arrival::Completed {
+                    self.invoke(child)?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn arrive(&self, parent: TaskId, child: TaskId) -> Result<Arrival, ExecError<K::Error>> {
+        let parents = self.dag.parents(child);
+        let edge = parents.iter().position(|&p| p == parent).unwrap_or(0) as u32;
+        add(&self.io.arrivals, 1);
+        self.block(self.stores.coordinator.arrive(
+            &self.job,
+            u64::from(child.0),
+            edge,
+            parents.len() as u32,
+        ))
+        .map_err(|source| ExecError::Store {
+            task: parent,
+            source,
+        })
+    }
+
+    /// Claims `child` for this executor and returns the claim's holder.
+    fn claim(
+        &self,
+        executor: ExecutorId,
+        parent: TaskId,
+        child: TaskId,
+    ) -> Result<ExecutorId, ExecError<K::Error>> {
+        add(&self.io.claims, 1);
+        let holder = self
+            .block(self.stores.coordinator.claim(
+                &self.job,
+                &format!("hold/{}", child.0),
+                &executor.to_string(),
+            ))
+            .map_err(|source| ExecError::Store {
+                task: parent,
+                source,
+            })?;
+        holder
+            .strip_prefix('e')
+            .and_then(|n| n.parse().ok())
+            .map(ExecutorId)
+            .ok_or(ExecError::BadClaim { child, holder })
+    }
+
+    /// Wukong: records arrivals, keeps or claims data, and queues the ready children.
+    fn route_children(
+        &self,
+        executor: &mut Executor<K::Value>,
+        task: TaskId,
+    ) -> Result<(), ExecError<K::Error>> {
+        let dag = self.dag;
+        let plan = self.plan.as_ref();
+        for (i, &child) in dag.children(task).iter().enumerate() {
+            let pinned = plan.is_some_and(|p| p.stays(task, i));
+            if dag.fan_in(child) == 1 {
+                self.push(executor, child, pinned);
+                continue;
+            }
+            // This edge's data that only this executor has.
+            let reads = dag.reads(child);
+            let pending: Vec<DataId> = dag
+                .writes(task)
+                .iter()
+                .copied()
+                .filter(|&d| reads.contains(&d))
+                .filter(|&d| executor.cache.entry(d).is_some_and(|e| !e.durable))
+                .collect();
+            let pending_bytes: u64 = pending.iter().map(|&d| executor.cache.bytes_of(d)).sum();
+            let mut holder = None;
+            if !pending.is_empty() {
+                let can_hold =
+                    executor.mailbox.is_some() && pending_bytes >= self.config.hold_min_bytes;
+                if can_hold {
+                    let claimed = self.claim(executor.id, task, child)?;
+                    holder = Some(claimed);
+                    if claimed == executor.id {
+                        executor.held.insert(child);
+                    }
+                }
+                if holder != Some(executor.id) {
+                    for &data in &pending {
+                        self.make_durable(executor, task, data)?;
+                    }
+                }
+            }
+            if self.arrive(task, child)? != Arrival::Completed {
+                continue;
+            }
+            // This arrival completed the child: run it where its held data is.
+            let holder = match holder {
+                Some(holder) => holder,
+                None => self.claim(executor.id, task, child)?,
+            };
+            if holder == executor.id {
+                self.push(executor, child, pinned || executor.held.contains(&child));
+            } else if self.pool.deliver(holder, child) {
+                add(&self.io.deliveries, 1);
+            } else {
+                // The holder has ended, after writing what it held.
+                self.push(executor, child, pinned);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands free queued tasks to new executors while the platform has spare
+    /// capacity, keeping the best task (the one this executor becomes next).
+    fn share(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
+        let mut spare = self.pool.spare_capacity();
+        if spare == 0 || executor.queue.len() < 2 {
+            return Ok(());
+        }
+        let Some(best) = executor.queue.pop() else {
+            return Ok(());
+        };
+        // Look at a few candidates; give away those with the least local data.
+        let mut candidates = Vec::new();
+        while candidates.len() < 8 {
+            let Some(next) = executor.queue.pop() else {
+                break;
+            };
+            candidates.push(next);
+        }
+        let local_bytes = |cache: &TileCache<K::Value>, task: TaskId| -> u64 {
+            self.dag
+                .reads(task)
+                .iter()
+                .map(|&d| cache.bytes_of(d))
+                .sum()
+        };
+        candidates.sort_by_key(|c| (c.pinned, local_bytes(&executor.cache, c.task.0)));
+        let mut keep = Vec::new();
+        for candidate in candidates {
+            if spare == 0 || candidate.pinned {
+                keep.push(candidate);
+                continue;
+            }
+            let task = candidate.task.0;
+            for &data in self.dag.reads(task) {
+                self.make_durable(executor, task, data)?;
+            }
+            self.invoke(task)?;
+            spare -= 1;
+        }
+        executor.queue.push(best);
+        executor.queue.extend(keep);
+        Ok(())
+    }
+
+    /// Before the executor ends: writes what it held for children that have
+    /// not run here, so whoever runs them finds their inputs in the store.
+    fn flush(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
+        let held: Vec<TaskId> = executor.held.drain().collect();
+        for child in held {
+            for &data in self.dag.reads(child) {
+                self.make_durable(executor, child, data)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the cache within its budget, writing what is not yet durable.
+    fn evict(
+        &self,
+        executor: &mut Executor<K::Value>,
+        task: TaskId,
+    ) -> Result<(), ExecError<K::Error>> {
+        while let Some(victim) = executor.cache.victim(&[]) {
+            self.make_durable(executor, task, victim)?;
+            executor.cache.remove(victim);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Starting executors, and handing work to live ones.
+//!
+//! [`Invoker`] is what an executor needs from the platform it runs on: start a
+//! new executor at a task, say how many more could start at once, and deliver
+//! a task to an executor that is still running. Local mode implements it with
+//! a pool of threads ([`ThreadPool`]); worker processes and Lambda functions
+//! implement the same three calls over Redis and the Lambda API.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+use wukong_dag::TaskId;
+
+/// An executor's number within one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ExecutorId(pub u32);
+
+impl std::fmt::Display for ExecutorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+/// Why an executor could not be started.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot start an executor on {platform}: {detail}")]
+pub struct InvokeError {
+    /// `threads`, `processes` or `lambda`.
+    pub platform: &'static str,
+    /// What the platform reported.
+    pub detail: String,
+}
+
+/// Starts executors and hands tasks to running ones.
+pub trait Invoker: Send + Sync {
+    /// Starts a new executor whose first task is `task` (ready to run: its
+    /// inputs are in the store). `priority` orders waiting starts where the
+    /// platform queues them.
+    fn invoke(&self, task: TaskId, priority: f64) -> Result<(), InvokeError>;
+
+    /// How many more executors could start now without waiting for a CPU:
+    /// idle threads in local mode, the concurrency left on elastic platforms.
+    fn spare_capacity(&self) -> usize;
+
+    /// Hands `task` to the running executor `executor`; `false` if it has
+    /// finished (then everything it held for others is in the store).
+    fn deliver(&self, executor: ExecutorId, task: TaskId) -> bool;
+}
+
+/// A live executor's inbox; `None` once closed.
+#[derive(Default)]
+pub(crate) struct Mailbox(Mutex<Option<Vec<TaskId>>>);
+
+impl Mailbox {
+    fn open() -> Self {
+        Self(Mutex::new(Some(Vec::new())))
+    }
+
+    /// Tasks delivered since the last call.
+    pub(crate) fn take(&self) -> Vec<TaskId> {
+        self.0
+            .lock()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Queued {
+    // Non-negative finite floats order like their bit patterns.
+    priority: u64,
+    task: Reverse<TaskId>,
+}
+
+struct PoolState {
+    queue: BinaryHeap<Queued>,
+    idle: usize,
+    finished: bool,
+    stalled: bool,
+}
+
+/// Local mode: executors run on a fixed set of threads that take starts from
+/// one queue, highest priority first.
+pub(crate) struct ThreadPool {
+    threads: usize,
+    state: Mutex<PoolState>,
+    wake: Condvar,
+    /// Idle threads minus queued starts, read without the lock.
+    spare: AtomicIsize,
+    mailboxes: Mutex<HashMap<ExecutorId, Arc<Mailbox>>>,
+}
+
+impl ThreadPool {
+    pub(crate) fn new(threads: usize) -> Self {
+        Self {
+            threads,
+            state: Mutex::new(PoolState {
+                queue: BinaryHeap::new(),
+                idle: 0,
+                finished: false,
+                stalled: false,
+            }),
+            wake: Condvar::new(),
+            spare: AtomicIsize::new(0),
+            mailboxes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn update_spare(&self, state: &PoolState) {
+        self.spare.store(
+            state.idle as isize - state.queue.len() as isize,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The next start for a pool thread; `None` once the run is over, or
+    /// when every thread is idle with nothing queued (the run stalled).
+    pub(crate) fn next(&self) -> Option<TaskId> {
+        let mut state = self.state.lock();
+        loop {
+            if state.finished {
+                return None;
+            }
+            if let Some(queued) = state.queue.pop() {
+                self.update_spare(&state);
+                return Some(queued.task.0);
+            }
+            if state.idle + 1 == self.threads {
+                state.stalled = true;
+                state.finished = true;
+                drop(state);
+                self.wake.notify_all();
+                return None;
+            }
+            state.idle += 1;
+            self.update_spare(&state);
+            self.wake.wait(&mut state);
+            state.idle -= 1;
+            self.update_spare(&state);
+        }
+    }
+
+    /// Ends the run: every thread's `next` returns `None`.
+    pub(crate) fn finish(&self) {
+        self.state.lock().finished = true;
+        self.wake.notify_all();
+    }
+
+    /// Whether the run ended because no thread had anything to do.
+    pub(crate) fn stalled(&self) -> bool {
+        self.state.lock().stalled
+    }
+
+    pub(crate) fn open_mailbox(&self, executor: ExecutorId) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::open());
+        self.mailboxes.lock().insert(executor, Arc::clone(&mailbox));
+        mailbox
+    }
+
+    /// Closes the executor's mailbox and returns what arrived last.
+    pub(crate) fn close_mailbox(&self, executor: ExecutorId) -> Vec<TaskId> {
+        let mailbox = self.mailboxes.lock().remove(&executor);
+        mailbox.and_then(|m| m.0.lock().take()).unwrap_or_default()
+    }
+}
+
+impl Invoker for ThreadPool {
+    fn invoke(&self, task: TaskId, priority: f64) -> Result<(), InvokeError> {
+        let mut state = self.state.lock();
+        state.queue.push(Queued {
+            priority: priority.max(0.0).to_bits(),
+            task: Reverse(task),
+        });
+        self.update_spare(&state);
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn spare_capacity(&self) -> usize {
+        self.spare.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    fn deliver(&self, executor: ExecutorId, task: TaskId) -> bool {
+        let Some(mailbox) = self.mailboxes.lock().get(&executor).cloned() else {
+            return false;
+        };
+        let mut inbox = mailbox.0.lock();
+        match inbox.as_mut() {
+            Some(tasks) => {
+                tasks.push(task);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_come_out_by_priority_and_mailboxes_close() {
+        let pool = ThreadPool::new(2);
+        pool.invoke(TaskId(1), 1.0).unwrap();
+        pool.invoke(TaskId(2), 5.0).unwrap();
+        assert_eq!(pool.next(), Some(TaskId(2)));
+        assert_eq!(pool.next(), Some(TaskId(1)));
+        assert_eq!(pool.spare_capacity(), 0);
+
+        let mailbox = pool.open_mailbox(ExecutorId(3));
+        assert!(pool.deliver(ExecutorId(3), TaskId(7)));
+        assert_eq!(mailbox.take(), vec![TaskId(7)]);
+        assert!(pool.deliver(ExecutorId(3), TaskId(8)));
+        assert_eq!(pool.close_mailbox(ExecutorId(3)), vec![TaskId(8)]);
+        assert!(!pool.deliver(ExecutorId(3), TaskId(9)));
+        assert!(!pool.deliver(ExecutorId(4), TaskId(9)));
+        pool.finish();
+        assert_eq!(pool.next(), None);
+        assert!(!pool.stalled());
+    }
+
+    #[test]
+    fn a_pool_with_every_thread_idle_and_nothing_queued_has_stalled() {
+        let pool = ThreadPool::new(1);
+        assert_eq!(pool.next(), None);
+        assert!(pool.stalled());
+    }
+}

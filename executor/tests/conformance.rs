@@ -1,0 +1,551 @@
+//! One conformance suite for every executor mode: the shared-memory executor,
+//! the Wukong scheduler (default settings, and an eager setting that claims,
+//! shares, evicts and delivers as much as it can) and the numpywren-style
+//! baseline, on the in-memory store and, with the `redis` feature, on the
+//! Redis server that `scripts/test.sh` starts. Every result is compared with a
+//! sequential evaluation of the same graph.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wukong_dag::{ClusterParams, Dag, DagBuilder, DataId, Operation, TaskId};
+use wukong_executor::{
+    Engine, EngineConfig, ExecError, Kernels, LocalExecutor, Progress, RunOptions, RunReport,
+    Scheduler, Stores,
+};
+use wukong_storage::MemoryStore;
+use wukong_storage::wrap::{FaultConfig, Faulty, RetryConfig, Retrying};
+
+/// Each task sums its inputs, multiplies by its index-derived factor and adds
+/// its constant, so a wrong input or a lost task changes the result.
+#[derive(Debug, Clone)]
+enum Op {
+    Add(i64),
+    Fail,
+    Panic,
+    TwoOutputs,
+}
+
+impl Operation for Op {
+    fn cost(&self) -> f64 {
+        1.0
+    }
+    fn label(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused on purpose")]
+struct Refused;
+
+struct Arith;
+
+impl Kernels<Op> for Arith {
+    type Value = i64;
+    type Error = Refused;
+    fn execute(&self, op: &Op, inputs: Vec<Arc<i64>>) -> Result<Vec<i64>, Refused> {
+        let sum = inputs
+            .iter()
+            .fold(0i64, |acc, v| acc.wrapping_mul(3).wrapping_add(**v));
+        match op {
+            Op::Add(c) => Ok(vec![sum.wrapping_add(*c)]),
+            Op::Fail => Err(Refused),
+            Op::Panic => panic!("kernel exploded"),
+            Op::TwoOutputs => Ok(vec![sum, sum]),
+        }
+    }
+}
+
+/// Evaluates the graph in topological order on one thread.
+fn reference(dag: &Dag<Op>, inputs: &[(DataId, i64)]) -> Vec<i64> {
+    let mut values = vec![None; dag.num_data()];
+    for &(d, v) in inputs {
+        values[d.index()] = Some(v);
+    }
+    for &task in dag.topological_order() {
+        let args = dag
+            .reads(task)
+            .iter()
+            .map(|d| Arc::new(values[d.index()].unwrap()))
+            .collect();
+        let out = Arith.execute(dag.op(task), args).unwrap();
+        values[dag.writes(task)[0].index()] = Some(out[0]);
+    }
+    dag.outputs()
+        .iter()
+        .map(|d| values[d.index()].unwrap())
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Shared,
+    Wukong,
+    /// Claims every edge, shares every child, a cache that holds almost nothing.
+    WukongEager,
+    Numpywren,
+}
+
+const MODES: [Mode; 4] = [
+    Mode::Shared,
+    Mode::Wukong,
+    Mode::WukongEager,
+    Mode::Numpywren,
+];
+
+fn config(mode: Mode, threads: usize) -> EngineConfig {
+    let mut config = EngineConfig::new(threads);
+    match mode {
+        Mode::Numpywren => config.scheduler = Scheduler::Numpywren,
+        Mode::WukongEager => {
+            config.hold_min_bytes = 0;
+            config.cache_bytes = 16;
+            config.cluster = ClusterParams {
+                cheap_child_cost: -1.0,
+                chains: false,
+                ..ClusterParams::default()
+            };
+        }
+        Mode::Shared | Mode::Wukong => {}
+    }
+    config
+}
+
+fn run_with(
+    mode: Mode,
+    config: EngineConfig,
+    stores: &Stores,
+    dag: &Dag<Op>,
+    inputs: &[(DataId, i64)],
+) -> Result<(Vec<i64>, RunReport), ExecError<Refused>> {
+    run_with_options(mode, config, stores, dag, inputs, &RunOptions::default())
+}
+
+fn run_with_options(
+    mode: Mode,
+    config: EngineConfig,
+    stores: &Stores,
+    dag: &Dag<Op>,
+    inputs: &[(DataId, i64)],
+    options: &RunOptions<'_>,
+) -> Result<(Vec<i64>, RunReport), ExecError<Refused>> {
+    let values = inputs.iter().map(|&(d, v)| (d, Arc::new(v)));
+    let outcome = match mode {
+        Mode::Shared => LocalExecutor::new(config.threads).run(dag, &Arith, values, options)?,
+        _ => Engine::new(config).run(dag, &Arith, values, stores, options)?,
+    };
+    let outputs = dag.outputs().iter().map(|d| *outcome.outputs[d]).collect();
+    Ok((outputs, outcome.report))
+}
+
+/// Runs `dag` in every mode on `stores` and checks each against the reference.
+fn check_all(stores: &Stores, dag: &Dag<Op>, inputs: &[(DataId, i64)], threads: usize) {
+    let expected = reference(dag, inputs);
+    for mode in MODES {
+        let (got, report) = run_with(mode, config(mode, threads), stores, dag, inputs)
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_eq!(got, expected, "{mode:?}");
+        let mut ran: Vec<TaskId> = report.tasks.iter().map(|r| r.task).collect();
+        ran.sort();
+        ran.dedup();
+        assert_eq!(ran.len(), dag.num_tasks(), "{mode:?}: every task ran");
+        if let Mode::Numpywren = mode {
+            // Every task reads every input from the store.
+            let reads: usize = (0..dag.num_tasks())
+                .map(|t| dag.reads(TaskId(t as u32)).len())
+                .sum();
+            assert_eq!(report.io.store_reads as usize, reads, "{mode:?}");
+            assert_eq!(report.io.cache_hits, 0);
+        }
+    }
+}
+
+fn diamond() -> (Dag<Op>, DataId) {
+    let mut b = DagBuilder::new();
+    let x = b.input(8);
+    let (l, r, out) = (b.data(8), b.data(8), b.data(8));
+    b.task(Op::Add(1), &[x], &[l]);
+    b.task(Op::Add(2), &[x], &[r]);
+    b.task(Op::Add(0), &[l, r], &[out]);
+    b.output(out);
+    (b.build().unwrap(), x)
+}
+
+fn single() -> Dag<Op> {
+    let mut b = DagBuilder::new();
+    let out = b.data(8);
+    b.task(Op::Add(7), &[], &[out]);
+    b.output(out);
+    b.build().unwrap()
+}
+
+fn fan_out_fan_in(width: i64) -> (Dag<Op>, DataId) {
+    let mut b = DagBuilder::new();
+    let x = b.input(8);
+    let leaves: Vec<DataId> = (0..width)
+        .map(|i| {
+            let d = b.data(8);
+            b.task(Op::Add(i), &[x], &[d]);
+            d
+        })
+        .collect();
+    let out = b.data(8);
+    b.task(Op::Add(0), &leaves, &[out]);
+    b.output(out);
+    (b.build().unwrap(), x)
+}
+
+/// `chains` chains of `length` tasks, each task also reading the previous
+/// link of the neighbouring chain (fan-in 2 everywhere but the first link).
+fn ladder(chains: usize, length: usize) -> (Dag<Op>, Vec<(DataId, i64)>) {
+    let mut b = DagBuilder::new();
+    let mut prev: Vec<DataId> = (0..chains).map(|_| b.input(8)).collect();
+    let inputs = prev
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| (d, i as i64))
+        .collect();
+    for step in 0..length {
+        let next: Vec<DataId> = (0..chains).map(|_| b.data(8)).collect();
+        for c in 0..chains {
+            let reads = if step == 0 {
+                vec![prev[c]]
+            } else {
+                vec![prev[c], prev[(c + 1) % chains]]
+            };
+            b.task(Op::Add(step as i64), &reads, &[next[c]]);
+        }
+        prev = next;
+    }
+    for d in prev {
+        b.output(d);
+    }
+    (b.build().unwrap(), inputs)
+}
+
+/// A seeded random layered graph with fan-in 1 to 3 and some outputs inside.
+fn random_layers(seed: u64, layers: usize, width: usize) -> (Dag<Op>, Vec<(DataId, i64)>) {
+    let mut state = seed;
+    let mut next = move |n: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % n
+    };
+    let mut b = DagBuilder::new();
+    let mut prev: Vec<DataId> = (0..width).map(|_| b.input(8)).collect();
+    let inputs = prev.iter().map(|&d| (d, next(100) as i64)).collect();
+    for _ in 0..layers {
+        let layer: Vec<DataId> = (0..width).map(|_| b.data(8)).collect();
+        for &out in &layer {
+            let mut reads: Vec<DataId> = (0..1 + next(3)).map(|_| prev[next(width)]).collect();
+            reads.dedup();
+            b.task(Op::Add(next(10) as i64), &reads, &[out]);
+            if next(5) == 0 {
+                b.output(out);
+            }
+        }
+        prev = layer;
+    }
+    for d in prev {
+        b.output(d);
+    }
+    (b.build().unwrap(), inputs)
+}
+
+fn hundred_thousand_chains() -> (Dag<Op>, Vec<(DataId, i64)>) {
+    let mut b = DagBuilder::new();
+    let mut inputs = Vec::new();
+    for i in 0..100 {
+        let mut prev = b.input(8);
+        inputs.push((prev, i));
+        for _ in 0..1000 {
+            let next = b.data(8);
+            b.task(Op::Add(1), &[prev], &[next]);
+            prev = next;
+        }
+        b.output(prev);
+    }
+    (b.build().unwrap(), inputs)
+}
+
+/// A named graph with values for its inputs.
+type Case = (&'static str, Dag<Op>, Vec<(DataId, i64)>);
+
+/// The graphs of the suite, each with its inputs.
+fn graphs() -> Vec<Case> {
+    let (d, x) = diamond();
+    let (f, y) = fan_out_fan_in(1000);
+    let (l, li) = ladder(16, 40);
+    let (h, hi) = hundred_thousand_chains();
+    let mut graphs = vec![
+        ("diamond", d, vec![(x, 10)]),
+        ("single task", single(), vec![]),
+        ("wide fan-out, deep fan-in", f, vec![(y, 1)]),
+        ("ladder", l, li),
+        ("100,000 tiny tasks", h, hi),
+    ];
+    for seed in 0..4 {
+        let (r, ri) = random_layers(seed, 12, 30);
+        graphs.push(("random layers", r, ri));
+    }
+    graphs
+}
+
+fn memory() -> Stores {
+    Stores::memory()
+}
+
+#[test]
+fn every_graph_in_every_mode_on_the_memory_store() {
+    for (name, dag, inputs) in graphs() {
+        for threads in [1, 3] {
+            eprintln!("{name}, {threads} threads");
+            check_all(&memory(), &dag, &inputs, threads);
+        }
+    }
+}
+
+#[test]
+fn wukong_keeps_data_local_and_writes_far_less_than_numpywren() {
+    let (dag, inputs) = ladder(8, 50);
+    let stores = memory();
+    // Values here are 8 bytes: claim them anyway, as tiles would be.
+    let mut wukong_config = config(Mode::Wukong, 2);
+    wukong_config.hold_min_bytes = 0;
+    let (_, wukong) = run_with(Mode::Wukong, wukong_config, &stores, &dag, &inputs).unwrap();
+    let (_, numpywren) = run_with(
+        Mode::Numpywren,
+        config(Mode::Numpywren, 2),
+        &stores,
+        &dag,
+        &inputs,
+    )
+    .unwrap();
+    eprintln!("wukong {:?}\nnumpywren {:?}", wukong.io, numpywren.io);
+    assert!(wukong.io.cache_hits > 0);
+    assert!(
+        wukong.io.store_writes < numpywren.io.store_writes,
+        "{:?} vs {:?}",
+        wukong.io,
+        numpywren.io
+    );
+    assert_eq!(numpywren.io.invocations as usize, dag.num_tasks());
+    assert_eq!(numpywren.executors, dag.num_tasks());
+    // Final results are always written.
+    assert!(wukong.io.store_writes as usize >= dag.outputs().len());
+}
+
+#[test]
+fn duplicated_invocations_and_arrivals_do_not_change_results() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Every arrival and claim reply is lost a third of the time after the
+    // store applied it; the retry repeats it.
+    let faults = FaultConfig {
+        seed: 7,
+        lost_reply_rate: 0.3,
+        ..FaultConfig::default()
+    };
+    let retry = RetryConfig {
+        attempts: 20,
+        base_delay: std::time::Duration::from_micros(50),
+        max_delay: std::time::Duration::from_millis(1),
+    };
+    let store = Arc::new(Retrying::new(
+        Faulty::new(MemoryStore::new(), faults),
+        retry,
+    ));
+    let stores = Stores {
+        objects: store.clone(),
+        coordinator: store,
+        runtime: Some(runtime.handle().clone()),
+    };
+    for (name, dag, inputs) in graphs()
+        .into_iter()
+        .filter(|(n, ..)| *n != "100,000 tiny tasks")
+    {
+        let expected = reference(&dag, &inputs);
+        for mode in [Mode::Wukong, Mode::WukongEager, Mode::Numpywren] {
+            let mut config = config(mode, 3);
+            config.duplicate_invocations = true;
+            let (got, report) = run_with(mode, config, &stores, &dag, &inputs)
+                .unwrap_or_else(|e| panic!("{name}, {mode:?}: {e}"));
+            assert_eq!(got, expected, "{name}, {mode:?}");
+            assert!(report.tasks.len() >= dag.num_tasks());
+        }
+    }
+}
+
+#[test]
+fn a_failing_executor_surfaces_its_error_and_the_run_ends() {
+    let mut b = DagBuilder::new();
+    let x = b.input(8);
+    let (mid, out) = (b.data(8), b.data(8));
+    let failing = b.task(Op::Fail, &[x], &[mid]);
+    b.task(Op::Add(1), &[mid], &[out]);
+    for _ in 0..50 {
+        let d = b.data(8);
+        b.task(Op::Add(1), &[x], &[d]);
+        b.output(d);
+    }
+    b.output(out);
+    let dag = b.build().unwrap();
+    for mode in MODES {
+        let err = run_with(mode, config(mode, 2), &memory(), &dag, &[(x, 1)]).unwrap_err();
+        assert!(
+            matches!(err, ExecError::Task { task, .. } if task == failing),
+            "{mode:?}: {err}"
+        );
+    }
+
+    let mut b = DagBuilder::new();
+    let x = b.input(8);
+    let out = b.data(8);
+    b.task(Op::Panic, &[x], &[out]);
+    b.output(out);
+    let dag = b.build().unwrap();
+    for mode in MODES {
+        let err = run_with(mode, config(mode, 2), &memory(), &dag, &[(x, 1)]).unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Panicked { message, .. } if message == "kernel exploded"),
+            "{mode:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_store_that_keeps_failing_is_a_clear_error_not_a_hang() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let faults = FaultConfig {
+        seed: 3,
+        error_rate: 0.2,
+        ..FaultConfig::default()
+    };
+    let store = Arc::new(Faulty::new(MemoryStore::new(), faults));
+    let stores = Stores {
+        objects: store.clone(),
+        coordinator: store,
+        runtime: Some(runtime.handle().clone()),
+    };
+    let (dag, inputs) = ladder(8, 20);
+    for mode in [Mode::Wukong, Mode::WukongEager, Mode::Numpywren] {
+        let err = run_with(mode, config(mode, 2), &stores, &dag, &inputs).unwrap_err();
+        assert!(matches!(err, ExecError::Store { .. }), "{mode:?}: {err}");
+        assert!(err.to_string().contains("faulty"), "{mode:?}: {err}");
+    }
+}
+
+#[test]
+fn inputs_are_checked_before_anything_runs() {
+    let (dag, x) = diamond();
+    for mode in MODES {
+        assert!(matches!(
+            run_with(mode, config(mode, 2), &memory(), &dag, &[]),
+            Err(ExecError::MissingInput { data }) if data == x
+        ));
+        assert!(matches!(
+            run_with(mode, config(mode, 2), &memory(), &dag, &[(x, 1), (DataId(1), 2)]),
+            Err(ExecError::NotAnInput { data }) if data == DataId(1)
+        ));
+        assert!(matches!(
+            run_with(mode, config(mode, 0), &memory(), &dag, &[(x, 1)]),
+            Err(ExecError::NoThreads)
+        ));
+    }
+}
+
+#[test]
+fn nothing_of_a_run_is_left_in_the_store() {
+    let store = Arc::new(MemoryStore::new());
+    let stores = Stores {
+        objects: store.clone(),
+        coordinator: store.clone(),
+        runtime: None,
+    };
+    let (dag, inputs) = ladder(4, 10);
+    for mode in [Mode::Wukong, Mode::WukongEager, Mode::Numpywren] {
+        run_with(mode, config(mode, 2), &stores, &dag, &inputs).unwrap();
+    }
+    let left = store.object_count();
+    assert_eq!(left, 0);
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use super::*;
+
+    fn redis_stores(runtime: &tokio::runtime::Runtime) -> Stores {
+        let url = std::env::var("WUKONG_TEST_REDIS_URL").unwrap_or_else(|_| {
+            panic!("WUKONG_TEST_REDIS_URL is not set: run the suite with `bash scripts/test.sh`, which starts redis-server")
+        });
+        let store = Arc::new(
+            runtime
+                .block_on(wukong_storage::RedisStore::connect(&url))
+                .unwrap(),
+        );
+        Stores {
+            objects: store.clone(),
+            coordinator: store,
+            runtime: Some(runtime.handle().clone()),
+        }
+    }
+
+    #[test]
+    fn every_graph_in_every_mode_on_redis() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let stores = redis_stores(&runtime);
+        for (name, dag, inputs) in graphs() {
+            if name == "100,000 tiny tasks" {
+                continue; // a minute of round trips per mode; the memory suite covers it
+            }
+            eprintln!("{name}");
+            check_all(&stores, &dag, &inputs, 3);
+        }
+    }
+}
+
+#[test]
+fn a_kernel_returning_the_wrong_number_of_outputs_is_reported() {
+    let mut b = DagBuilder::new();
+    let out = b.data(8);
+    b.task(Op::TwoOutputs, &[], &[out]);
+    b.output(out);
+    let dag = b.build().unwrap();
+    for mode in MODES {
+        let err = run_with(mode, config(mode, 1), &memory(), &dag, &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ExecError::WrongOutputCount {
+                    expected: 1,
+                    got: 2,
+                    ..
+                }
+            ),
+            "{mode:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn progress_reaches_the_total() {
+    let (dag, x) = diamond();
+    for mode in MODES {
+        let calls = AtomicUsize::new(0);
+        let last = AtomicUsize::new(0);
+        let progress = |p: Progress| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            last.fetch_max(p.done, Ordering::Relaxed);
+            assert_eq!(p.total, 3);
+        };
+        let options = RunOptions {
+            progress: Some(&progress),
+        };
+        run_with_options(mode, config(mode, 2), &memory(), &dag, &[(x, 1)], &options).unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 3, "{mode:?}");
+        assert_eq!(last.load(Ordering::Relaxed), 3, "{mode:?}");
+    }
+}
