@@ -32,6 +32,7 @@ pub use process::prepare_process;
 pub use runtime::{Computed, Error, Runtime};
 pub use wukong_dag as dag;
 pub use wukong_executor as executor;
+pub use wukong_executor::{RunReport, Scheduler};
 pub use wukong_linalg as linalg;
 pub use wukong_linalg::{BackendKind, BlockMatrix, LinalgError, Tile, TileLayout};
 pub use wukong_storage as storage;

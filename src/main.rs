@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wukong::BackendKind;
+use wukong::dag::Operation;
 use wukong::executor::Progress;
+use wukong::storage::StorageError;
 use wukong::workload::{Algorithm, Workload, WorkloadReport};
+use wukong::{BackendKind, Scheduler};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +39,16 @@ enum AlgorithmArg {
 enum BackendArg {
     Faer,
     Openblas,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchedulerArg {
+    /// Decentralized executors that become their children and keep data local.
+    Wukong,
+    /// A central queue; every tile through the store (the baseline).
+    Numpywren,
+    /// Threads sharing memory, no store (the in-process upper bound).
+    Shared,
 }
 
 #[derive(clap::Args)]
@@ -69,9 +81,25 @@ struct RunArgs {
     /// and report medians (a noisy machine needs 3 or more).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
+    /// Scheduler of the tiled run.
+    #[arg(long, value_enum, default_value = "wukong")]
+    scheduler: SchedulerArg,
+    /// Where executors exchange tiles: `memory`, or a Redis URL such as
+    /// redis://127.0.0.1:6379 (needs the `redis` feature).
+    #[arg(long, default_value = "memory")]
+    store: String,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
+    /// Write the last tiled run's timeline to this SVG file.
+    #[arg(long)]
+    gantt: Option<std::path::PathBuf>,
+    /// Write the task graph as Graphviz DOT to this file.
+    #[arg(long)]
+    dot: Option<std::path::PathBuf>,
+    /// Write the last tiled run's full report (every task and executor) as JSON.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -121,7 +149,31 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
         },
         seed: args.seed,
         repeat: args.repeat as usize,
+        scheduler: match args.scheduler {
+            SchedulerArg::Wukong => Scheduler::Wukong,
+            SchedulerArg::Numpywren => Scheduler::Numpywren,
+            SchedulerArg::Shared => Scheduler::Shared,
+        },
+        redis: match args.store.as_str() {
+            "memory" => None,
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(url.to_owned())
+            }
+            other => {
+                return Err(wukong::Error::Storage(StorageError::InvalidConfig {
+                    what: "--store",
+                    detail: format!("{other:?}: use memory or a redis:// URL"),
+                }));
+            }
+        },
     };
+    let graph = match (&args.dot, &args.gantt) {
+        (None, None) => None,
+        _ => Some(workload.graph()?),
+    };
+    if let (Some(path), Some(dag)) = (&args.dot, &graph) {
+        write_file(path, &dag.to_dot())?;
+    }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if args.json {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -143,6 +195,20 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
     let report = workload.run(Some(&progress));
     bar.finish_and_clear();
     let report = report?;
+    if let (Some(path), Some(dag)) = (&args.gantt, &graph) {
+        let svg = report.run.gantt_svg(|task| {
+            let label = dag.op(task).label();
+            label.split('(').next().unwrap_or(&label).to_owned()
+        });
+        write_file(path, &svg)?;
+    }
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string(&report.run).map_err(|e| StorageError::InvalidConfig {
+            what: "run report",
+            detail: e.to_string(),
+        })?;
+        write_file(path, &text)?;
+    }
     if args.json {
         match serde_json::to_string(&report) {
             Ok(text) => println!("{text}"),
@@ -152,6 +218,15 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
         print_summary(&report);
     }
     Ok(())
+}
+
+fn write_file(path: &std::path::Path, text: &str) -> Result<(), wukong::Error> {
+    std::fs::write(path, text).map_err(|e| {
+        wukong::Error::Storage(StorageError::InvalidConfig {
+            what: "output file",
+            detail: format!("cannot write {}: {e}", path.display()),
+        })
+    })
 }
 
 fn print_summary(r: &WorkloadReport) {
@@ -186,6 +261,16 @@ fn print_summary(r: &WorkloadReport) {
         "  ratio      {:>9.3}  (tiled / reference throughput)",
         r.ratio
     );
+    println!(
+        "  {} scheduler, {} store: {} executors; store read {}, written {}; {} cache hits ({})",
+        r.scheduler,
+        r.store,
+        r.executors,
+        mib(r.store_bytes_read),
+        mib(r.store_bytes_written),
+        r.cache_hits,
+        mib(r.cache_hit_bytes)
+    );
     match r.reference_residual {
         Some(reference) => println!(
             "  residual   {:>9.2e}  (reference {:.2e})",
@@ -193,4 +278,8 @@ fn print_summary(r: &WorkloadReport) {
         ),
         None => println!("  residual   {:>9.2e}", r.residual),
     }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }

@@ -2,11 +2,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use wukong_dag::{Dag, DataId};
-use wukong_executor::{ExecError, Kernels, LocalExecutor, RunOptions, RunReport};
+use wukong_executor::{
+    Engine, EngineConfig, ExecError, Kernels, RunOptions, RunReport, Scheduler, Stores,
+};
 use wukong_linalg::{
     BackendKind, BlockMatrix, LinalgError, Tile, TileBackend, TileLayout, TileMap, TileOp,
     cholesky_plan, gemm_plan, tile,
 };
+use wukong_storage::StorageError;
 
 /// Why a computation failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,9 @@ pub enum Error {
     /// The executor failed for a reason other than the math.
     #[error(transparent)]
     Exec(ExecError<LinalgError>),
+    /// A store could not be reached or set up.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl From<ExecError<LinalgError>> for Error {
@@ -52,20 +58,27 @@ pub struct Computed {
     pub tasks: usize,
 }
 
-/// Runs tiled algorithms on the embedded executor: threads of this process and
-/// an in-memory store.
+/// Runs tiled algorithms on executors that are threads of this process: by
+/// default the Wukong scheduler over an in-memory store, or the
+/// numpywren-style baseline, or a Redis store (feature `redis`).
 #[derive(Clone)]
 pub struct Runtime {
-    threads: usize,
+    config: EngineConfig,
     backend: BackendKind,
     kernels: &'static dyn TileBackend,
+    stores: Stores,
+    store_name: String,
+    /// Drives network stores; shared by clones.
+    _io: Option<Arc<tokio::runtime::Runtime>>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("threads", &self.threads)
+            .field("threads", &self.config.threads)
+            .field("scheduler", &self.config.scheduler)
             .field("backend", &self.backend)
+            .field("store", &self.store_name)
             .finish()
     }
 }
@@ -77,20 +90,80 @@ impl Default for Runtime {
 }
 
 impl Runtime {
-    /// One executor thread per core, faer kernels.
+    /// One executor thread per core, faer kernels, the Wukong scheduler on an
+    /// in-memory store.
     pub fn new() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
-            threads,
+            config: EngineConfig::new(threads),
             backend: BackendKind::Faer,
             kernels: &wukong_linalg::kernels::FaerBackend,
+            stores: Stores::memory(),
+            store_name: "memory".into(),
+            _io: None,
         }
     }
 
     /// Uses `threads` executor threads (at least one).
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
+        self.config.threads = threads.max(1);
         self
+    }
+
+    /// Uses another scheduler.
+    pub fn with_scheduler(mut self, scheduler: Scheduler) -> Self {
+        self.config.scheduler = scheduler;
+        self
+    }
+
+    /// Changes further settings of the executors (clustering thresholds,
+    /// cache budget, fault injection).
+    pub fn with_config(mut self, change: impl FnOnce(&mut EngineConfig)) -> Self {
+        change(&mut self.config);
+        self.config.threads = self.config.threads.max(1);
+        self
+    }
+
+    /// Keeps objects and coordination in the Redis server at `url`
+    /// (`redis://[:password@]host:port[/db]` or `rediss://…`). Fails with a
+    /// clear error if the server cannot be reached.
+    #[cfg(feature = "redis")]
+    pub fn with_redis(mut self, url: &str) -> Result<Self, Error> {
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wukong-io")
+            .enable_all()
+            .build()
+            .map_err(|e| StorageError::InvalidConfig {
+                what: "async runtime for Redis",
+                detail: e.to_string(),
+            })?;
+        let store = Arc::new(io.block_on(wukong_storage::RedisStore::connect(url))?);
+        self.store_name = store.endpoint().to_owned();
+        self.stores = Stores {
+            objects: Arc::clone(&store) as Arc<dyn wukong_storage::ObjectStore>,
+            coordinator: store,
+            runtime: Some(io.handle().clone()),
+        };
+        self._io = Some(Arc::new(io));
+        Ok(self)
+    }
+
+    /// Uses `stores` for objects and coordination; `name` appears in reports.
+    pub fn with_stores(mut self, stores: Stores, name: impl Into<String>) -> Self {
+        self.stores = stores;
+        self.store_name = name.into();
+        self
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> Scheduler {
+        self.config.scheduler
+    }
+
+    /// The store, as reports name it (`memory`, or a Redis URL without password).
+    pub fn store_name(&self) -> &str {
+        &self.store_name
     }
 
     /// Uses another kernel backend; fails if it was not compiled in.
@@ -102,7 +175,7 @@ impl Runtime {
 
     /// Executor threads.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.config.threads
     }
 
     /// The kernel backend.
@@ -197,10 +270,11 @@ impl Runtime {
         result: &TileMap,
         options: &RunOptions<'_>,
     ) -> Result<Computed, Error> {
-        let outcome = LocalExecutor::new(self.threads).run(
+        let outcome = Engine::new(self.config.clone()).run(
             dag,
             &TileKernels(self.kernels),
             inputs,
+            &self.stores,
             options,
         )?;
         let matrix = assemble(result, outcome.outputs)?;

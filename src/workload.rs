@@ -5,8 +5,11 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use wukong_executor::{Progress, RunOptions};
-use wukong_linalg::{BackendKind, BlockMatrix, LinalgError, cholesky_flops, gemm_flops, tile};
+use wukong_executor::{Progress, RunOptions, RunReport, Scheduler};
+use wukong_linalg::{
+    BackendKind, BlockMatrix, LinalgError, TileLayout, cholesky_flops, cholesky_plan, gemm_flops,
+    gemm_plan, tile,
+};
 
 use crate::{Error, Runtime};
 
@@ -52,6 +55,10 @@ pub struct Workload {
     /// How many times to time the tiled run and the reference (alternating);
     /// the report gives medians.
     pub repeat: usize,
+    /// Scheduler of the tiled run.
+    pub scheduler: Scheduler,
+    /// `None` for the in-memory store, or a Redis URL (feature `redis`).
+    pub redis: Option<String>,
 }
 
 /// What a workload measured. Field names are part of the CLI's JSON output.
@@ -71,8 +78,10 @@ pub struct WorkloadReport {
     pub threads: usize,
     /// `faer` or `openblas`.
     pub backend: &'static str,
-    /// Scheduler of the tiled run.
+    /// Scheduler of the tiled run: `wukong`, `numpywren` or `shared`.
     pub scheduler: &'static str,
+    /// The store: `memory`, or the Redis endpoint without password.
+    pub store: String,
     /// Tasks in the graph.
     pub tasks: usize,
     /// Timed runs of each side; times are medians over them.
@@ -96,17 +105,52 @@ pub struct WorkloadReport {
     pub utilization: f64,
     /// Seed of the inputs.
     pub seed: u64,
+    /// Executors started in the last run.
+    pub executors: usize,
+    /// Executors started by another executor or the driver (last run).
+    pub invocations: u64,
+    /// Task inputs found in an executor's local cache (last run).
+    pub cache_hits: u64,
+    /// Bytes of those inputs.
+    pub cache_hit_bytes: u64,
+    /// Objects executors read from the store (last run).
+    pub store_reads: u64,
+    /// Bytes executors read from the store (last run).
+    pub store_bytes_read: u64,
+    /// Objects executors wrote to the store (last run).
+    pub store_writes: u64,
+    /// Bytes executors wrote to the store (last run).
+    pub store_bytes_written: u64,
+    /// Bytes of the inputs put into the store before the run (last run).
+    pub staged_bytes: u64,
+    /// The last tiled run's full report (timeline, per-executor records).
+    #[serde(skip)]
+    pub run: RunReport,
 }
 
 impl Workload {
+    /// The task graph the tiled run executes.
+    pub fn graph(&self) -> Result<wukong_dag::Dag<wukong_linalg::TileOp>, Error> {
+        let square = |rows, cols| TileLayout::square_tiles(rows, cols, self.tile);
+        let (m, k) = (self.m.unwrap_or(self.n), self.k.unwrap_or(self.n));
+        Ok(match self.algorithm {
+            Algorithm::Gemm => gemm_plan(square(m, k)?, square(k, self.n)?, 1.0, None)?.dag,
+            Algorithm::Cholesky => cholesky_plan(square(self.n, self.n)?)?.dag,
+        })
+    }
+
     /// Runs the workload. `progress` sees each finished task of the tiled run.
     pub fn run(
         &self,
         progress: Option<&(dyn Fn(Progress) + Sync)>,
     ) -> Result<WorkloadReport, Error> {
-        let runtime = Runtime::new()
+        let mut runtime = Runtime::new()
             .with_threads(self.threads)
+            .with_scheduler(self.scheduler)
             .with_backend(self.backend)?;
+        if let Some(url) = &self.redis {
+            runtime = with_redis(runtime, url)?;
+        }
         let options = RunOptions { progress };
         let m = self.m.unwrap_or(self.n);
         let k = self.k.unwrap_or(self.n);
@@ -118,11 +162,12 @@ impl Workload {
 
     fn report(
         &self,
+        runtime: &Runtime,
         m: usize,
         k: usize,
         flops: f64,
         tasks: usize,
-        timings: &Timings,
+        timings: Timings,
     ) -> WorkloadReport {
         let seconds = median(&timings.tiled);
         let reference_seconds = median(&timings.reference);
@@ -136,7 +181,8 @@ impl Workload {
             tile: self.tile,
             threads: self.threads,
             backend: self.backend.name(),
-            scheduler: "local",
+            scheduler: runtime.scheduler().name(),
+            store: runtime.store_name().to_owned(),
             tasks,
             repeat: timings.tiled.len(),
             seconds,
@@ -148,6 +194,16 @@ impl Workload {
             reference_residual: timings.reference_residual,
             utilization: median(&timings.utilization),
             seed: self.seed,
+            executors: timings.run.executors,
+            invocations: timings.run.io.invocations,
+            cache_hits: timings.run.io.cache_hits,
+            cache_hit_bytes: timings.run.io.cache_hit_bytes,
+            store_reads: timings.run.io.store_reads,
+            store_bytes_read: timings.run.io.store_read_bytes,
+            store_writes: timings.run.io.store_writes,
+            store_bytes_written: timings.run.io.store_write_bytes,
+            staged_bytes: timings.run.io.staged_bytes,
+            run: timings.run,
         }
     }
 
@@ -184,8 +240,9 @@ impl Workload {
             let difference = &computed.matrix.to_array() - &reference;
             timings.residual = tile::frobenius_norm(difference.view()) / norms;
             tasks = computed.tasks;
+            timings.run = computed.report;
         }
-        Ok(self.report(m, k, gemm_flops(m, n, k), tasks, &timings))
+        Ok(self.report(runtime, m, k, gemm_flops(m, n, k), tasks, timings))
     }
 
     fn cholesky(
@@ -227,8 +284,9 @@ impl Workload {
             timings.residual = residual(&computed.matrix.to_array())?;
             timings.reference_residual = Some(residual(&reference)?);
             tasks = computed.tasks;
+            timings.run = computed.report;
         }
-        Ok(self.report(n, n, cholesky_flops(n), tasks, &timings))
+        Ok(self.report(runtime, n, n, cholesky_flops(n), tasks, timings))
     }
 }
 
@@ -241,6 +299,22 @@ struct Timings {
     utilization: Vec<f64>,
     residual: f64,
     reference_residual: Option<f64>,
+    run: RunReport,
+}
+
+#[cfg(feature = "redis")]
+fn with_redis(runtime: Runtime, url: &str) -> Result<Runtime, Error> {
+    runtime.with_redis(url)
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_redis(_: Runtime, _: &str) -> Result<Runtime, Error> {
+    Err(Error::Storage(
+        wukong_storage::StorageError::InvalidConfig {
+            what: "store",
+            detail: "this build has no Redis support: rebuild with `--features redis`".into(),
+        },
+    ))
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -6,15 +6,38 @@
 
 use ndarray::Array2;
 use wukong::linalg::tile::frobenius_norm;
-use wukong::{BackendKind, BlockMatrix, Error, LinalgError, Runtime};
+use wukong::{BackendKind, BlockMatrix, Error, LinalgError, Runtime, Scheduler};
 
+/// Every scheduler on the in-memory store, both backends, and (feature
+/// `redis`) the Redis server that `scripts/test.sh` starts.
 fn runtimes() -> Vec<Runtime> {
-    let mut all = vec![Runtime::new().with_threads(2)];
+    let mut all = vec![
+        Runtime::new().with_threads(2),
+        Runtime::new()
+            .with_threads(3)
+            .with_scheduler(Scheduler::Numpywren),
+        Runtime::new()
+            .with_threads(2)
+            .with_scheduler(Scheduler::Shared),
+        // Claims, deliveries, sharing and evictions on every edge.
+        Runtime::new().with_threads(3).with_config(|c| {
+            c.hold_min_bytes = 0;
+            c.cache_bytes = 4096;
+            c.cluster.cheap_child_cost = -1.0;
+        }),
+    ];
     if let Ok(openblas) = Runtime::new()
         .with_threads(3)
         .with_backend(BackendKind::OpenBlas)
     {
         all.push(openblas);
+    }
+    #[cfg(feature = "redis")]
+    {
+        let url = std::env::var("WUKONG_TEST_REDIS_URL").unwrap_or_else(|_| {
+            panic!("WUKONG_TEST_REDIS_URL is not set: run the suite with `bash scripts/test.sh`")
+        });
+        all.push(Runtime::new().with_threads(2).with_redis(&url).unwrap());
     }
     all
 }
@@ -78,11 +101,7 @@ fn cholesky_reconstructs_the_matrix() {
             }
             let a = a.to_array();
             let error = relative_difference(&l.dot(&l.t()), &a);
-            assert!(
-                error < 1e-14,
-                "{:?} n={n} tile={tile}: {error}",
-                rt.backend()
-            );
+            assert!(error < 1e-14, "{rt:?} n={n} tile={tile}: {error}");
             // Same factor as the whole-matrix call.
             let mut whole = a.clone();
             rt.kernels().cholesky_whole(whole.view_mut(), 1).unwrap();

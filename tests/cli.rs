@@ -44,6 +44,12 @@ fn run_json_has_every_documented_field() {
             "reference_gflops",
             "ratio",
             "residual",
+            "scheduler",
+            "store",
+            "store_bytes_read",
+            "store_bytes_written",
+            "invocations",
+            "cache_hits",
         ] {
             assert!(
                 json.get(field).is_some(),
@@ -112,4 +118,90 @@ fn bad_arguments_fail_with_a_message() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn schedulers_stores_and_timeline_files() {
+    let dir = std::env::temp_dir().join(format!("wukong-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (gantt, dot, report) = (dir.join("g.svg"), dir.join("g.dot"), dir.join("r.json"));
+    let mut bytes = Vec::new();
+    for scheduler in ["wukong", "numpywren", "shared"] {
+        let out = wukong(&[
+            "run",
+            "cholesky",
+            "--n",
+            "200",
+            "--tile",
+            "50",
+            "--scheduler",
+            scheduler,
+            "--json",
+            "--gantt",
+            gantt.to_str().unwrap(),
+            "--dot",
+            dot.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["scheduler"], scheduler);
+        assert_eq!(json["store"], "memory");
+        assert!(json["residual"].as_f64().unwrap() < 1e-14);
+        bytes.push(
+            json["store_bytes_read"].as_u64().unwrap()
+                + json["store_bytes_written"].as_u64().unwrap(),
+        );
+        let svg = std::fs::read_to_string(&gantt).unwrap();
+        assert!(
+            svg.contains(&format!("{scheduler} scheduler: 20 tasks")),
+            "{svg}"
+        );
+        assert!(svg.contains(">potrf</text>"));
+        assert!(
+            std::fs::read_to_string(&dot)
+                .unwrap()
+                .starts_with("digraph")
+        );
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(run["tasks"].as_array().unwrap().len(), 20);
+    }
+    // The baseline moves every tile through the store; wukong much less; shared none.
+    assert!(bytes[0] < bytes[1], "{bytes:?}");
+    assert_eq!(bytes[2], 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_store_is_a_clear_error() {
+    let out = wukong(&["run", "gemm", "--n", "10", "--store", "s3://bucket"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("use memory or a redis:// URL"), "{stderr}");
+    // A Redis server that is not there: a clear error in bounded time.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = wukong(&[
+        "run",
+        "gemm",
+        "--n",
+        "10",
+        "--store",
+        &format!("redis://127.0.0.1:{port}"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unreachable") || stderr.contains("no Redis support"),
+        "{stderr}"
+    );
 }

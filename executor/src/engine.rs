@@ -19,6 +19,8 @@
 //!
 //! Before an executor ends, it writes what it held for children that have not
 //! run, then closes its mailbox; a child delivered in between still runs here.
+//! The cache belongs to the worker (a thread here): the next executor started
+//! on the same worker finds the tiles of the previous ones.
 //!
 //! **numpywren-style** (central). Every task is its own executor taken from
 //! the central queue: it reads every input from the store, writes every output
@@ -55,6 +57,9 @@ pub enum Scheduler {
     Wukong,
     /// Central queue; every input read from and every output written to the store.
     Numpywren,
+    /// No store: threads of this process share every value in memory
+    /// ([`LocalExecutor`](crate::LocalExecutor)); the in-process upper bound.
+    Shared,
 }
 
 impl Scheduler {
@@ -63,6 +68,7 @@ impl Scheduler {
         match self {
             Scheduler::Wukong => "wukong",
             Scheduler::Numpywren => "numpywren",
+            Scheduler::Shared => "shared",
         }
     }
 }
@@ -73,8 +79,9 @@ impl std::str::FromStr for Scheduler {
         match text {
             "wukong" => Ok(Scheduler::Wukong),
             "numpywren" => Ok(Scheduler::Numpywren),
+            "shared" => Ok(Scheduler::Shared),
             other => Err(format!(
-                "unknown scheduler {other:?}: use wukong or numpywren"
+                "unknown scheduler {other:?}: use wukong, numpywren or shared"
             )),
         }
     }
@@ -193,6 +200,10 @@ impl Engine {
     {
         if self.config.threads == 0 {
             return Err(ExecError::NoThreads);
+        }
+        if self.config.scheduler == Scheduler::Shared {
+            return crate::LocalExecutor::new(self.config.threads)
+                .run(dag, kernels, inputs, options);
         }
         let job = new_job().map_err(|source| ExecError::Store {
             task: TaskId::default(),
@@ -462,10 +473,13 @@ where
         })
     }
 
-    /// A pool thread: runs executors until the run is over.
+    /// A pool thread: runs executors until the run is over. Its tile cache
+    /// outlives each executor, as a warm worker's memory does: tiles are
+    /// single-assignment, so a cached tile is never stale.
     fn host(&self, thread: u32) -> (Vec<TaskRecord>, Vec<ExecutorRecord>) {
         let mut tasks = Vec::new();
         let mut executors = Vec::new();
+        let mut cache = Some(TileCache::new(self.config.cache_bytes));
         while let Some(first) = self.pool.next() {
             if self.stopped.load(Ordering::Relaxed) {
                 break;
@@ -475,7 +489,9 @@ where
             let mut executor = Executor {
                 id,
                 thread,
-                cache: TileCache::new(self.config.cache_bytes),
+                cache: cache
+                    .take()
+                    .unwrap_or_else(|| TileCache::new(self.config.cache_bytes)),
                 queue: BinaryHeap::new(),
                 held: HashSet::new(),
                 ran: HashSet::new(),
@@ -498,6 +514,7 @@ where
                 tasks: executor.records.len(),
             });
             tasks.append(&mut executor.records);
+            cache = Some(executor.cache);
         }
         (tasks, executors)
     }

@@ -43,6 +43,7 @@
 mod cache;
 mod engine;
 mod error;
+mod gantt;
 mod invoke;
 mod local;
 mod report;

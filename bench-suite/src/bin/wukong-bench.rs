@@ -291,6 +291,8 @@ fn sweep(
         backend: BackendKind::Faer,
         seed,
         repeat,
+        scheduler: wukong::Scheduler::Wukong,
+        redis: None,
     };
     print!("{}", wukong_bench::table(&[]));
     let reports = wukong_bench::sweep(&base, &tiles, &backends, |r| {
