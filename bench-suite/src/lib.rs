@@ -21,6 +21,8 @@
 //! # Ok::<(), wukong::Error>(())
 //! ```
 
+pub mod matrix;
+pub mod overhead;
 pub mod storage;
 
 use wukong::BackendKind;

@@ -214,6 +214,15 @@ impl Engine {
             kernels,
             plan: (self.config.scheduler == Scheduler::Wukong)
                 .then(|| ClusterPlan::new(dag, self.config.cluster)),
+            holdable: (0..dag.num_tasks() as u32)
+                .map(TaskId)
+                .map(|child| {
+                    dag.fan_in(child) > 1
+                        && dag.parents(child).iter().any(|&parent| {
+                            dag.edge_bytes(parent, child) >= self.config.hold_min_bytes
+                        })
+                })
+                .collect(),
             config: &self.config,
             stores,
             job,
@@ -326,6 +335,9 @@ struct Run<'a, Op, K: Kernels<Op>> {
     dag: &'a Dag<Op>,
     kernels: &'a K,
     plan: Option<ClusterPlan>,
+    /// Per task: whether some parent may hold its data under a claim (an
+    /// edge declares at least `hold_min_bytes`); if not, nobody claims it.
+    holdable: Vec<bool>,
     config: &'a EngineConfig,
     stores: &'a Stores,
     job: JobId,
@@ -345,8 +357,17 @@ struct Run<'a, Op, K: Kernels<Op>> {
 struct Local {
     priority: u64,
     task: std::cmp::Reverse<TaskId>,
-    /// The clustering plan or a held claim keeps it here.
-    pinned: bool,
+}
+
+impl<V> Executor<V> {
+    /// The highest-priority ready task, pinned or free.
+    fn pop(&mut self) -> Option<Local> {
+        match (self.pinned.peek(), self.free.peek()) {
+            (Some(p), Some(f)) if f > p => self.free.pop(),
+            (Some(_), _) => self.pinned.pop(),
+            (None, _) => self.free.pop(),
+        }
+    }
 }
 
 /// One executor's state.
@@ -354,10 +375,12 @@ struct Executor<V> {
     id: ExecutorId,
     thread: u32,
     cache: TileCache<V>,
-    queue: BinaryHeap<Local>,
+    /// Ready tasks that the clustering plan or a held claim keeps here.
+    pinned: BinaryHeap<Local>,
+    /// Ready tasks that may be handed to another executor.
+    free: BinaryHeap<Local>,
     /// Children whose claim this executor holds and that have not run here.
     held: HashSet<TaskId>,
-    ran: HashSet<TaskId>,
     mailbox: Option<Arc<Mailbox>>,
     records: Vec<TaskRecord>,
 }
@@ -492,9 +515,9 @@ where
                 cache: cache
                     .take()
                     .unwrap_or_else(|| TileCache::new(self.config.cache_bytes)),
-                queue: BinaryHeap::new(),
+                pinned: BinaryHeap::new(),
+                free: BinaryHeap::new(),
                 held: HashSet::new(),
-                ran: HashSet::new(),
                 mailbox: self.wukong().then(|| self.pool.open_mailbox(id)),
                 records: Vec::new(),
             };
@@ -526,11 +549,15 @@ where
     }
 
     fn push(&self, executor: &mut Executor<K::Value>, task: TaskId, pinned: bool) {
-        executor.queue.push(Local {
+        let local = Local {
             priority: self.dag.priority(task).max(0.0).to_bits(),
             task: std::cmp::Reverse(task),
-            pinned,
-        });
+        };
+        if pinned {
+            executor.pinned.push(local);
+        } else {
+            executor.free.push(local);
+        }
     }
 
     fn invoke(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
@@ -558,7 +585,7 @@ where
                     self.push(executor, task, true);
                 }
             }
-            let Some(next) = executor.queue.pop() else {
+            let Some(next) = executor.pop() else {
                 if executor.mailbox.is_none() {
                     return Ok(());
                 }
@@ -572,9 +599,10 @@ where
                 continue;
             };
             let task = next.task.0;
-            // A duplicated executor stops following a path that another one
-            // has already finished; concurrent duplicates both run, harmlessly.
-            if self.done[task.index()].load(Ordering::Acquire) || !executor.ran.insert(task) {
+            // A task delivered or completed twice runs once here, and a
+            // duplicated executor stops following a path that another one has
+            // already finished; concurrent duplicates both run, harmlessly.
+            if self.done[task.index()].load(Ordering::Acquire) {
                 continue;
             }
             executor.held.remove(&task);
@@ -781,11 +809,11 @@ where
                 .filter(|&d| reads.contains(&d))
                 .filter(|&d| executor.cache.entry(d).is_some_and(|e| !e.durable))
                 .collect();
-            let pending_bytes: u64 = pending.iter().map(|&d| executor.cache.bytes_of(d)).sum();
             let mut holder = None;
             if !pending.is_empty() {
-                let can_hold =
-                    executor.mailbox.is_some() && pending_bytes >= self.config.hold_min_bytes;
+                // Declared sizes decide, so that completers know whom to ask.
+                let can_hold = executor.mailbox.is_some()
+                    && dag.edge_bytes(task, child) >= self.config.hold_min_bytes;
                 if can_hold {
                     let claimed = self.claim(executor.id, task, child)?;
                     holder = Some(claimed);
@@ -805,6 +833,7 @@ where
             // This arrival completed the child: run it where its held data is.
             let holder = match holder {
                 Some(holder) => holder,
+                None if !self.holdable[child.index()] => executor.id,
                 None => self.claim(executor.id, task, child)?,
             };
             if holder == executor.id {
@@ -820,19 +849,22 @@ where
     }
 
     /// Hands free queued tasks to new executors while the platform has spare
-    /// capacity, keeping the best task (the one this executor becomes next).
+    /// capacity, keeping the best task (the one this executor becomes next)
+    /// and giving away those with the least local data first.
     fn share(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
         let mut spare = self.pool.spare_capacity();
-        if spare == 0 || executor.queue.len() < 2 {
+        let keep_one = usize::from(executor.pinned.is_empty());
+        if spare == 0 || executor.free.len() <= keep_one {
             return Ok(());
         }
-        let Some(best) = executor.queue.pop() else {
-            return Ok(());
+        let best = if keep_one == 1 {
+            executor.free.pop()
+        } else {
+            None
         };
-        // Look at a few candidates; give away those with the least local data.
         let mut candidates = Vec::new();
         while candidates.len() < 8 {
-            let Some(next) = executor.queue.pop() else {
+            let Some(next) = executor.free.pop() else {
                 break;
             };
             candidates.push(next);
@@ -844,11 +876,10 @@ where
                 .map(|&d| cache.bytes_of(d))
                 .sum()
         };
-        candidates.sort_by_key(|c| (c.pinned, local_bytes(&executor.cache, c.task.0)));
-        let mut keep = Vec::new();
+        candidates.sort_by_cached_key(|c| local_bytes(&executor.cache, c.task.0));
         for candidate in candidates {
-            if spare == 0 || candidate.pinned {
-                keep.push(candidate);
+            if spare == 0 {
+                executor.free.push(candidate);
                 continue;
             }
             let task = candidate.task.0;
@@ -858,8 +889,7 @@ where
             self.invoke(task)?;
             spare -= 1;
         }
-        executor.queue.push(best);
-        executor.queue.extend(keep);
+        executor.free.extend(best);
         Ok(())
     }
 

@@ -11,10 +11,12 @@ use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode,
 /// Objects, arrivals, claims and leases in this process's memory: the embedded mode's store.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<ObjectKey, Bytes>>,
-    arrivals: Mutex<HashMap<(JobId, u64), FanIn>>,
+    /// Per job, objects by name: lookups neither clone the job id nor
+    /// compare whole keys.
+    objects: Mutex<HashMap<JobId, BTreeMap<String, Bytes>>>,
+    arrivals: Mutex<HashMap<JobId, HashMap<u64, FanIn>>>,
     leases: Mutex<BTreeMap<(JobId, String), (String, Instant)>>,
-    claims: Mutex<HashMap<(JobId, String), String>>,
+    claims: Mutex<HashMap<JobId, HashMap<String, String>>>,
 }
 
 /// The arrived edges of one child, and the edge that completed it.
@@ -32,7 +34,7 @@ impl MemoryStore {
 
     /// Objects stored, of every job.
     pub fn object_count(&self) -> usize {
-        self.objects.lock().len()
+        self.objects.lock().values().map(BTreeMap::len).sum()
     }
 }
 
@@ -41,37 +43,54 @@ impl ObjectStore for MemoryStore {
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
         self.objects
             .lock()
-            .get(key)
+            .get(key.job())
+            .and_then(|objects| objects.get(key.name()))
             .cloned()
             .ok_or_else(|| StorageError::KeyNotFound { key: key.clone() })
     }
 
     async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError> {
-        let mut objects = self.objects.lock();
-        if mode == PutMode::Create && objects.contains_key(key) {
+        let mut jobs = self.objects.lock();
+        let objects = match jobs.get_mut(key.job()) {
+            Some(objects) => objects,
+            None => jobs.entry(key.job().clone()).or_default(),
+        };
+        if mode == PutMode::Create && objects.contains_key(key.name()) {
             return Err(StorageError::KeyExists { key: key.clone() });
         }
-        objects.insert(key.clone(), value);
+        objects.insert(key.name().to_owned(), value);
         Ok(())
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        self.objects.lock().remove(key);
+        let mut jobs = self.objects.lock();
+        if let Some(objects) = jobs.get_mut(key.job()) {
+            objects.remove(key.name());
+            if objects.is_empty() {
+                jobs.remove(key.job());
+            }
+        }
         Ok(())
     }
 
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StorageError> {
-        Ok(self.objects.lock().contains_key(key))
-    }
-
-    async fn list(&self, job: &JobId, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
         Ok(self
             .objects
             .lock()
-            .keys()
-            .filter(|k| k.job() == job && k.name().starts_with(prefix))
-            .cloned()
-            .collect())
+            .get(key.job())
+            .is_some_and(|objects| objects.contains_key(key.name())))
+    }
+
+    async fn list(&self, job: &JobId, prefix: &str) -> Result<Vec<ObjectKey>, StorageError> {
+        let jobs = self.objects.lock();
+        let Some(objects) = jobs.get(job) else {
+            return Ok(Vec::new());
+        };
+        objects
+            .range(prefix.to_owned()..)
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .map(|(name, _)| job.key(name.clone()))
+            .collect()
     }
 }
 
@@ -85,8 +104,12 @@ impl Coordinator for MemoryStore {
         in_degree: u32,
     ) -> Result<Arrival, StorageError> {
         check_arrival(child, edge, in_degree)?;
-        let mut arrivals = self.arrivals.lock();
-        let FanIn { edges, completer } = arrivals.entry((job.clone(), child)).or_default();
+        let mut jobs = self.arrivals.lock();
+        let arrivals = match jobs.get_mut(job) {
+            Some(arrivals) => arrivals,
+            None => jobs.entry(job.clone()).or_default(),
+        };
+        let FanIn { edges, completer } = arrivals.entry(child).or_default();
         if !edges.insert(edge) {
             return Ok(if *completer == Some(edge) {
                 Arrival::Completed
@@ -155,12 +178,16 @@ impl Coordinator for MemoryStore {
     }
 
     async fn claim(&self, job: &JobId, name: &str, holder: &str) -> Result<String, StorageError> {
-        Ok(self
-            .claims
-            .lock()
-            .entry((job.clone(), name.to_owned()))
-            .or_insert_with(|| holder.to_owned())
-            .clone())
+        let mut jobs = self.claims.lock();
+        let claims = match jobs.get_mut(job) {
+            Some(claims) => claims,
+            None => jobs.entry(job.clone()).or_default(),
+        };
+        if let Some(current) = claims.get(name) {
+            return Ok(current.clone());
+        }
+        claims.insert(name.to_owned(), holder.to_owned());
+        Ok(holder.to_owned())
     }
 
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
@@ -178,9 +205,9 @@ impl Coordinator for MemoryStore {
     }
 
     async fn clear_job(&self, job: &JobId) -> Result<(), StorageError> {
-        self.arrivals.lock().retain(|(owner, _), _| owner != job);
+        self.arrivals.lock().remove(job);
         self.leases.lock().retain(|(owner, _), _| owner != job);
-        self.claims.lock().retain(|(owner, _), _| owner != job);
+        self.claims.lock().remove(job);
         Ok(())
     }
 }

@@ -50,6 +50,41 @@ enum Command {
     /// Throughput of the stores: 8 MiB puts and gets, arrivals per second, and
     /// reference clients (`redis-benchmark`, boto3) on the same servers in the same run.
     Storage(StorageArgs),
+    /// A matrix of workloads × tiles × backends × stores × schedulers from a
+    /// TOML file; prints a table, optionally writes JSON and CSV.
+    Matrix {
+        /// The TOML file (see bench-suite/matrices/).
+        file: PathBuf,
+        /// Also write the rows to this JSON file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write the rows to this CSV file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Scheduling overhead: graphs of no-op tasks, tasks per second.
+    Overhead {
+        /// Tasks per graph (about).
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: usize,
+        /// Graph shapes, comma-separated.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "chains,tree,ladder"
+        )]
+        shapes: Vec<wukong_bench::overhead::Shape>,
+        /// Schedulers, comma-separated (wukong, numpywren, shared).
+        #[arg(long, value_delimiter = ',', default_value = "wukong,numpywren,shared")]
+        schedulers: Vec<wukong::Scheduler>,
+        /// Executor threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also write the reports to this JSON file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -98,6 +133,14 @@ fn main() -> ExitCode {
             json,
         } => sweep(algorithm, n, tiles, backends, threads, seed, repeat, json),
         Command::Storage(args) => storage(args),
+        Command::Matrix { file, json, csv } => matrix(&file, json, csv),
+        Command::Overhead {
+            tasks,
+            shapes,
+            schedulers,
+            threads,
+            json,
+        } => overhead(tasks, &shapes, &schedulers, threads, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,6 +149,74 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn matrix(file: &PathBuf, json: Option<PathBuf>, csv: Option<PathBuf>) -> Result<(), String> {
+    use wukong_bench::matrix::{MatrixFile, run, table};
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let groups = MatrixFile::parse(&text)
+        .and_then(|f| f.workloads())
+        .map_err(|e| e.to_string())?;
+    let total: usize = groups.iter().map(Vec::len).sum();
+    let mut done = 0;
+    let rows = run(&groups, |r| {
+        done += 1;
+        eprintln!(
+            "[{done}/{total}] {} n={} tile={} {} {} {}: {:.3} s, {:.1} GFLOP/s",
+            r.algorithm.name(),
+            r.n,
+            r.tile,
+            r.backend,
+            r.scheduler,
+            r.store,
+            r.seconds,
+            r.gflops
+        );
+    })
+    .map_err(|e| e.to_string())?;
+    print!("{}", table(&rows));
+    if let Some(path) = csv {
+        std::fs::write(&path, wukong_bench::matrix::csv(&rows))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    write_json(&json, &rows)
+}
+
+fn overhead(
+    tasks: usize,
+    shapes: &[wukong_bench::overhead::Shape],
+    schedulers: &[wukong::Scheduler],
+    threads: Option<usize>,
+    json: Option<PathBuf>,
+) -> Result<(), String> {
+    use wukong_bench::overhead::{graph, measure};
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    println!(
+        "{:<7} {:<10} {:>9} {:>7} {:>9} {:>12} {:>10} {:>10}",
+        "shape", "scheduler", "tasks", "threads", "seconds", "tasks/s", "arrivals", "executors"
+    );
+    let mut reports = Vec::new();
+    for &shape in shapes {
+        let dag = graph(shape, tasks).map_err(|e| e.to_string())?;
+        for &scheduler in schedulers {
+            let r = measure(shape, &dag, scheduler, threads).map_err(|e| e.to_string())?;
+            println!(
+                "{:<7} {:<10} {:>9} {:>7} {:>9.3} {:>12.0} {:>10} {:>10}",
+                format!("{shape:?}").to_lowercase(),
+                r.scheduler,
+                r.tasks,
+                r.threads,
+                r.seconds,
+                r.tasks_per_second,
+                r.arrivals,
+                r.executors
+            );
+            reports.push(r);
+        }
+    }
+    write_json(&json, &reports)
 }
 
 fn write_json(path: &Option<PathBuf>, value: &impl serde::Serialize) -> Result<(), String> {

@@ -1,0 +1,430 @@
+//! A benchmark matrix from a TOML file: workloads × tile sizes × backends ×
+//! stores × schedulers, each row next to the fastest whole-matrix library call
+//! measured in the same run, and the Wukong scheduler next to the
+//! numpywren-style baseline on the same configuration.
+//!
+//! ```toml
+//! [defaults]
+//! threads = 2
+//! repeat = 3
+//!
+//! [[workload]]
+//! algorithm = "cholesky"
+//! n = 8192
+//! tiles = [512, 1024]
+//! backends = ["faer", "openblas"]
+//! schedulers = ["wukong", "numpywren"]
+//! stores = ["memory", "$WUKONG_BENCH_REDIS"]   # `$NAME`: a URL from the environment
+//! ```
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+use wukong::workload::{Algorithm, Workload, WorkloadReport};
+use wukong::{BackendKind, Scheduler};
+
+/// The file's contents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixFile {
+    /// Settings every workload inherits.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The workloads.
+    pub workload: Vec<Entry>,
+}
+
+/// Settings every workload inherits unless it sets its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Executor threads (default: one per core).
+    pub threads: Option<usize>,
+    /// Timed runs per configuration (default 3).
+    pub repeat: Option<usize>,
+    /// Seed of the inputs (default 42).
+    pub seed: Option<u64>,
+}
+
+/// One workload and the values to sweep.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// `gemm` or `cholesky`.
+    pub algorithm: String,
+    /// Order (Cholesky) or columns of C (GEMM).
+    pub n: usize,
+    /// Rows of A (GEMM).
+    pub m: Option<usize>,
+    /// Inner dimension (GEMM).
+    pub k: Option<usize>,
+    /// Tile sizes.
+    pub tiles: Vec<usize>,
+    /// Kernel backends (default `["faer"]`).
+    #[serde(default = "default_backends")]
+    pub backends: Vec<String>,
+    /// Schedulers (default `["wukong", "numpywren"]`).
+    #[serde(default = "default_schedulers")]
+    pub schedulers: Vec<String>,
+    /// Stores: `memory`, a Redis URL, or `$NAME` for a URL in the environment
+    /// (default `["memory"]`).
+    #[serde(default = "default_stores")]
+    pub stores: Vec<String>,
+    /// Overrides [`Defaults::threads`].
+    pub threads: Option<usize>,
+    /// Overrides [`Defaults::repeat`].
+    pub repeat: Option<usize>,
+    /// Overrides [`Defaults::seed`].
+    pub seed: Option<u64>,
+}
+
+fn default_backends() -> Vec<String> {
+    vec!["faer".into()]
+}
+fn default_schedulers() -> Vec<String> {
+    vec!["wukong".into(), "numpywren".into()]
+}
+fn default_stores() -> Vec<String> {
+    vec!["memory".into()]
+}
+
+/// Why a matrix could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MatrixError {
+    /// The file is not valid TOML or misses a field.
+    #[error("cannot read the benchmark matrix: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value names nothing this build knows.
+    #[error("workload {index} ({algorithm} n={n}): {detail}")]
+    Invalid {
+        /// Position of the workload in the file, from 0.
+        index: usize,
+        /// Its algorithm.
+        algorithm: String,
+        /// Its size.
+        n: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A run failed.
+    #[error(transparent)]
+    Run(#[from] wukong::Error),
+}
+
+/// One row of the results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The run's own report (times, residual, store bytes, …).
+    #[serde(flatten)]
+    pub report: WorkloadReport,
+    /// The fastest whole-matrix reference of this workload in this run (any backend), seconds.
+    pub best_reference_seconds: f64,
+    /// `best_reference_seconds / seconds`: above 1 the tiled run is faster.
+    pub ratio_to_best_reference: f64,
+    /// Bytes the executors moved through the store (read + written).
+    pub store_bytes: u64,
+    /// Wukong rows: store bytes over those of the numpywren-style run of the
+    /// same configuration.
+    pub bytes_vs_numpywren: Option<f64>,
+    /// Wukong rows: wall time over that of the numpywren-style run.
+    pub time_vs_numpywren: Option<f64>,
+}
+
+impl MatrixFile {
+    /// Parses a matrix file's text.
+    pub fn parse(text: &str) -> Result<Self, MatrixError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The workloads to run, checked before anything runs.
+    pub fn workloads(&self) -> Result<Vec<Vec<Workload>>, MatrixError> {
+        let mut groups = Vec::new();
+        for (index, entry) in self.workload.iter().enumerate() {
+            let invalid = |detail: String| MatrixError::Invalid {
+                index,
+                algorithm: entry.algorithm.clone(),
+                n: entry.n,
+                detail,
+            };
+            let algorithm = match entry.algorithm.as_str() {
+                "gemm" => Algorithm::Gemm,
+                "cholesky" => Algorithm::Cholesky,
+                other => return Err(invalid(format!("unknown algorithm {other:?}"))),
+            };
+            if entry.tiles.is_empty() || entry.tiles.contains(&0) {
+                return Err(invalid(
+                    "tiles must be a non-empty list of positive sizes".into(),
+                ));
+            }
+            let threads = entry
+                .threads
+                .or(self.defaults.threads)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            let mut group = Vec::new();
+            for &tile in &entry.tiles {
+                for backend in &entry.backends {
+                    let backend: BackendKind = backend.parse().map_err(invalid)?;
+                    for store in &entry.stores {
+                        let redis = resolve_store(store).map_err(invalid)?;
+                        for scheduler in &entry.schedulers {
+                            group.push(Workload {
+                                algorithm,
+                                n: entry.n,
+                                m: entry.m,
+                                k: entry.k,
+                                tile,
+                                threads,
+                                backend,
+                                seed: entry.seed.or(self.defaults.seed).unwrap_or(42),
+                                repeat: entry.repeat.or(self.defaults.repeat).unwrap_or(3),
+                                scheduler: scheduler.parse().map_err(invalid)?,
+                                redis: redis.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            groups.push(group);
+        }
+        Ok(groups)
+    }
+}
+
+/// `memory` → `None`; a Redis URL, or `$NAME` naming one, → `Some(url)`.
+fn resolve_store(store: &str) -> Result<Option<String>, String> {
+    let url = match store.strip_prefix('$') {
+        Some(name) => std::env::var(name)
+            .map_err(|_| format!("store {store}: the environment variable {name} is not set"))?,
+        None => store.to_owned(),
+    };
+    match url.as_str() {
+        "memory" => Ok(None),
+        u if u.starts_with("redis://") || u.starts_with("rediss://") => Ok(Some(url)),
+        other => Err(format!("store {other:?}: use memory or a redis:// URL")),
+    }
+}
+
+/// Runs every workload of every group; `on_row` sees each report as it
+/// finishes. Rows are completed with comparisons once their group has run.
+pub fn run(
+    groups: &[Vec<Workload>],
+    mut on_report: impl FnMut(&WorkloadReport),
+) -> Result<Vec<Row>, MatrixError> {
+    let mut rows = Vec::new();
+    for group in groups {
+        let mut reports = Vec::with_capacity(group.len());
+        for workload in group {
+            let report = workload.run(None)?;
+            on_report(&report);
+            reports.push(report);
+        }
+        rows.extend(compare(reports));
+    }
+    Ok(rows)
+}
+
+/// Adds the comparisons to the reports of one workload.
+pub fn compare(reports: Vec<WorkloadReport>) -> Vec<Row> {
+    let best = reports
+        .iter()
+        .map(|r| r.reference_seconds)
+        .fold(f64::INFINITY, f64::min);
+    let bytes = |r: &WorkloadReport| r.store_bytes_read + r.store_bytes_written;
+    let baseline = |r: &WorkloadReport| {
+        reports.iter().find(|o| {
+            o.scheduler == Scheduler::Numpywren.name()
+                && (o.tile, o.backend, &o.store) == (r.tile, r.backend, &r.store)
+        })
+    };
+    let mut rows = Vec::with_capacity(reports.len());
+    for report in &reports {
+        let versus = (report.scheduler == Scheduler::Wukong.name())
+            .then(|| baseline(report))
+            .flatten();
+        rows.push(Row {
+            best_reference_seconds: best,
+            ratio_to_best_reference: best / report.seconds,
+            store_bytes: bytes(report),
+            bytes_vs_numpywren: versus.map(|o| bytes(report) as f64 / bytes(o).max(1) as f64),
+            time_vs_numpywren: versus.map(|o| report.seconds / o.seconds),
+            report: report.clone(),
+        });
+    }
+    rows
+}
+
+/// The rows as a fixed-width table.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<9} {:>6} {:>5} {:<8} {:<10} {:<8} {:>9} {:>8} {:>9} {:>11} {:>10} {:>9} {:>9}",
+        "algorithm",
+        "n",
+        "tile",
+        "backend",
+        "scheduler",
+        "store",
+        "seconds",
+        "GFLOP/s",
+        "vs best",
+        "store MiB",
+        "bytes/npw",
+        "time/npw",
+        "residual"
+    );
+    let optional = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.3}"));
+    for row in rows {
+        let r = &row.report;
+        let store = if r.store == "memory" {
+            "memory"
+        } else {
+            "redis"
+        };
+        let _ = writeln!(
+            out,
+            "{:<9} {:>6} {:>5} {:<8} {:<10} {:<8} {:>9.3} {:>8.1} {:>9.3} {:>11.1} {:>10} {:>9} {:>9.1e}",
+            r.algorithm.name(),
+            r.n,
+            r.tile,
+            r.backend,
+            r.scheduler,
+            store,
+            r.seconds,
+            r.gflops,
+            row.ratio_to_best_reference,
+            row.store_bytes as f64 / (1024.0 * 1024.0),
+            optional(row.bytes_vs_numpywren),
+            optional(row.time_vs_numpywren),
+            r.residual
+        );
+    }
+    out
+}
+
+/// The rows as CSV with a header line.
+pub fn csv(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "algorithm,n,m,k,tile,threads,backend,scheduler,store,repeat,seconds,gflops,reference_seconds,best_reference_seconds,ratio_to_best_reference,store_bytes_read,store_bytes_written,store_bytes,bytes_vs_numpywren,time_vs_numpywren,invocations,cache_hits,executors,residual\n",
+    );
+    let optional = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x}"));
+    for row in rows {
+        let r = &row.report;
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.algorithm.name(),
+            r.n,
+            r.m,
+            r.k,
+            r.tile,
+            r.threads,
+            r.backend,
+            r.scheduler,
+            r.store.replace('"', "\"\""),
+            r.repeat,
+            r.seconds,
+            r.gflops,
+            r.reference_seconds,
+            row.best_reference_seconds,
+            row.ratio_to_best_reference,
+            r.store_bytes_read,
+            r.store_bytes_written,
+            row.store_bytes,
+            optional(row.bytes_vs_numpywren),
+            optional(row.time_vs_numpywren),
+            r.invocations,
+            r.cache_hits,
+            r.executors,
+            r.residual
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SMALL: &str = r#"
+        [defaults]
+        threads = 2
+        repeat = 1
+
+        [[workload]]
+        algorithm = "cholesky"
+        n = 160
+        tiles = [40, 80]
+
+        [[workload]]
+        algorithm = "gemm"
+        n = 100
+        m = 60
+        tiles = [50]
+        schedulers = ["wukong", "numpywren", "shared"]
+    "#;
+
+    #[test]
+    fn a_small_matrix_runs_and_compares() {
+        let file = MatrixFile::parse(SMALL).unwrap();
+        let groups = file.workloads().unwrap();
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 3]);
+        let rows = run(&groups, |_| {}).unwrap();
+        assert_eq!(rows.len(), 7);
+        for row in &rows {
+            assert!(row.report.residual < 1e-13, "{row:?}");
+            assert!(row.best_reference_seconds <= row.report.reference_seconds);
+            let wukong = row.report.scheduler == "wukong";
+            assert_eq!(row.bytes_vs_numpywren.is_some(), wukong);
+            if wukong {
+                assert!(row.bytes_vs_numpywren.unwrap() < 1.0, "{row:?}");
+            }
+        }
+        let text = table(&rows);
+        assert_eq!(text.lines().count(), 8);
+        let csv = csv(&rows);
+        assert_eq!(csv.lines().count(), 8);
+        assert!(csv.lines().all(|l| l.split(',').count() == 24), "{csv}");
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        for (text, needle) in [
+            (
+                "[[workload]]\nalgorithm = \"lu\"\nn = 4\ntiles = [2]",
+                "unknown algorithm \"lu\"",
+            ),
+            (
+                "[[workload]]\nalgorithm = \"gemm\"\nn = 4\ntiles = []",
+                "tiles must be",
+            ),
+            (
+                "[[workload]]\nalgorithm = \"gemm\"\nn = 4\ntiles = [2]\nstores = [\"s3://x\"]",
+                "use memory or a redis:// URL",
+            ),
+            (
+                "[[workload]]\nalgorithm = \"gemm\"\nn = 4\ntiles = [2]\nschedulers = [\"dask\"]",
+                "unknown scheduler",
+            ),
+            (
+                "[[workload]]\nalgorithm = \"gemm\"\nn = 4\ntiles = [2]\nstores = [\"$WUKONG_NO_SUCH_VARIABLE\"]",
+                "is not set",
+            ),
+            (
+                "[[workload]]\nalgorithm = \"gemm\"\ntiles = [2]",
+                "missing field `n`",
+            ),
+            (
+                "[[workload]]\nalgorithm = \"gemm\"\nn = 4\ntiles = [2]\nsize = 3",
+                "unknown field",
+            ),
+        ] {
+            let err = MatrixFile::parse(text)
+                .and_then(|f| f.workloads().map(|_| ()))
+                .unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+}
