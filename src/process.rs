@@ -1,4 +1,9 @@
-/// Call first thing in `main` of a program that uses the OpenBLAS backend.
+/// Call first thing in `main` of a program that runs tiled algorithms.
+///
+/// Tiles are megabytes each, and executors allocate and free them all the
+/// time (decoding from the store, encoding for it). glibc serves blocks that
+/// large with a fresh `mmap` each time, so every tile costs hundreds of page
+/// faults; this raises its threshold to 32 MiB so that freed tiles are reused.
 ///
 /// OpenBLAS picks its kernels when the library is loaded. On CPUs it does not
 /// recognise (virtual machines often report a generic model) it falls back to
@@ -8,6 +13,7 @@
 /// normally in every other case, including when re-executing fails; without the
 /// `openblas` feature it does nothing.
 pub fn prepare_process() {
+    keep_large_blocks();
     #[cfg(all(feature = "openblas", unix))]
     {
         use std::os::unix::process::CommandExt;
@@ -27,3 +33,21 @@ pub fn prepare_process() {
             .exec();
     }
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_large_blocks() {
+    unsafe extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
+    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    // SAFETY: mallopt only changes allocator tunables; it is safe at any time.
+    // 32 MiB is glibc's largest mmap threshold on 64-bit targets.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_large_blocks() {}

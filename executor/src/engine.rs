@@ -43,7 +43,7 @@ use wukong_storage::{
 };
 
 use crate::cache::TileCache;
-use crate::invoke::{ExecutorId, Invoker, Mailbox, ThreadPool};
+use crate::invoke::{ExecutorId, InvokeError, Invoker, Mailbox, ThreadPool};
 use crate::{
     ExecError, ExecutorRecord, IoReport, Kernels, Progress, RunOptions, RunOutcome, RunReport,
     TaskRecord,
@@ -447,12 +447,27 @@ where
         }
         let lives: Vec<(Vec<TaskRecord>, Vec<ExecutorRecord>)> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..self.config.threads as u32)
-                .map(|thread| scope.spawn(move || self.host(thread)))
+                .map(|thread| {
+                    std::thread::Builder::new()
+                        .name(format!("wukong-worker-{thread}"))
+                        .spawn_scoped(scope, move || self.host(thread))
+                })
                 .collect();
-            threads
-                .into_iter()
-                .map(|t| t.join().unwrap_or_default())
-                .collect()
+            let mut lives = Vec::with_capacity(threads.len());
+            for thread in threads {
+                match thread {
+                    Ok(thread) => lives.push(thread.join().unwrap_or_default()),
+                    // Fewer threads than configured could stall the pool: stop.
+                    Err(error) => self.fail(ExecError::Invoke {
+                        task: TaskId::default(),
+                        source: InvokeError {
+                            platform: "threads",
+                            detail: format!("cannot start a worker thread: {error}"),
+                        },
+                    }),
+                }
+            }
+            lives
         });
         let wall = start.elapsed();
         if let Some(failure) = self.failure.lock().take() {
@@ -694,7 +709,9 @@ where
             }
         }
 
+        let kernel_start = Instant::now();
         let outputs = crate::local::execute_task(dag, self.kernels, task, inputs)?;
+        let kernel = kernel_start.elapsed();
         let writes = dag.writes(task);
         for (value, &data) in outputs.into_iter().zip(writes) {
             let needed = !dag.consumers(data).is_empty();
@@ -719,6 +736,7 @@ where
             thread: executor.thread,
             start,
             end: self.start.elapsed(),
+            kernel,
         });
         if !self.done[task.index()].swap(true, Ordering::AcqRel) {
             let done = self.done_count.fetch_add(1, Ordering::AcqRel) + 1;

@@ -122,6 +122,7 @@ mod tests {
             thread: executor % 2,
             start: Duration::from_millis(start),
             end: Duration::from_millis(end),
+            kernel: Duration::from_millis(end - start),
         };
         let report = RunReport {
             scheduler: "wukong".into(),

@@ -196,6 +196,7 @@ impl<Op: Operation + Sync, K: Kernels<Op>> Run<'_, Op, K> {
                 thread: executor,
                 start,
                 end,
+                kernel: end.saturating_sub(start),
             });
             queue.done += 1;
             let done = queue.done;

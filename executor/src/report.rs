@@ -16,6 +16,9 @@ pub struct TaskRecord {
     pub start: Duration,
     /// End, from the start of the run.
     pub end: Duration,
+    /// Time inside the kernel; the rest of `end - start` went to reading
+    /// inputs, writing outputs and scheduling.
+    pub kernel: Duration,
 }
 
 /// One executor's life.
@@ -85,10 +88,7 @@ pub struct RunReport {
 impl RunReport {
     /// Sum over tasks of the time spent inside kernels.
     pub fn busy(&self) -> Duration {
-        self.tasks
-            .iter()
-            .map(|r| r.end.saturating_sub(r.start))
-            .sum()
+        self.tasks.iter().map(|r| r.kernel).sum()
     }
 
     /// Fraction of the threads' time spent inside kernels (1.0 is perfect).
