@@ -35,14 +35,6 @@ pub struct StoreReport {
     pub reference_get_mb_s: Option<f64>,
 }
 
-/// A job id no earlier run used.
-fn bench_job() -> Result<JobId, StorageError> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    JobId::new(format!("bench-{}-{nanos}", std::process::id()))
-}
-
 /// Measures `objects` puts and gets of `object_bytes` each, one at a time, and,
 /// given a coordinator, `2000 × 8` arrivals with `concurrency` in flight.
 /// Deletes what it wrote.
@@ -54,7 +46,7 @@ pub async fn measure(
     objects: usize,
     concurrency: usize,
 ) -> Result<StoreReport, StorageError> {
-    let job = bench_job()?;
+    let job = JobId::unique("bench")?;
     let value: Bytes = (0..object_bytes)
         .map(|i| (i % 253) as u8)
         .collect::<Vec<u8>>()

@@ -166,8 +166,6 @@ pub struct Engine {
     config: EngineConfig,
 }
 
-static RUNS: AtomicU64 = AtomicU64::new(0);
-
 impl Engine {
     /// An engine with `config`.
     pub fn new(config: EngineConfig) -> Self {
@@ -205,7 +203,7 @@ impl Engine {
             return crate::LocalExecutor::new(self.config.threads)
                 .run(dag, kernels, inputs, options);
         }
-        let job = new_job().map_err(|source| ExecError::Store {
+        let job = JobId::unique("run").map_err(|source| ExecError::Store {
             task: TaskId::default(),
             source,
         })?;
@@ -248,18 +246,6 @@ impl Engine {
         }
         result
     }
-}
-
-/// A job id that no other run of any process uses.
-fn new_job() -> Result<JobId, StorageError> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    JobId::new(format!(
-        "run-{}-{nanos}-{}",
-        std::process::id(),
-        RUNS.fetch_add(1, Ordering::Relaxed)
-    ))
 }
 
 /// Runs a store future to completion: at once if it is ready on the first

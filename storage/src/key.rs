@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::StorageError;
 
@@ -23,6 +24,21 @@ impl JobId {
             });
         }
         Ok(Self(id))
+    }
+
+    /// A job id that no other call, in this or any other process, returns:
+    /// `<prefix>-<process id>-<nanoseconds since 1970>-<call number>`.
+    /// `prefix` must be valid in a job id and at most 20 characters long.
+    pub fn unique(prefix: &str) -> Result<Self, StorageError> {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Self::new(format!(
+            "{prefix}-{}-{nanos}-{}",
+            std::process::id(),
+            CALLS.fetch_add(1, Ordering::Relaxed)
+        ))
     }
 
     /// The id as text.
@@ -95,6 +111,14 @@ impl fmt::Display for ObjectKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_job_ids_differ_and_keep_their_prefix() {
+        let (a, b) = (JobId::unique("run").unwrap(), JobId::unique("run").unwrap());
+        assert_ne!(a, b);
+        assert!(a.as_str().starts_with("run-"), "{a}");
+        assert!(JobId::unique("bad prefix").is_err());
+    }
 
     #[test]
     fn keys_are_validated() {

@@ -24,7 +24,7 @@ async fn store() -> RedisStore {
 }
 
 fn job(name: &str) -> JobId {
-    conformance::unique_job(name)
+    JobId::unique(name).unwrap()
 }
 
 #[tokio::test]

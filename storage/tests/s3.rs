@@ -36,7 +36,7 @@ async fn store() -> S3Store {
 }
 
 fn job(name: &str) -> JobId {
-    conformance::unique_job(name)
+    JobId::unique(name).unwrap()
 }
 
 #[tokio::test]

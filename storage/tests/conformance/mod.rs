@@ -13,16 +13,6 @@ use wukong_storage::{
     Arrival, Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, StorageError,
 };
 
-/// A job id that no other test, run or process uses, so runs sharing one
-/// server never collide.
-pub fn unique_job(name: &str) -> JobId {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    JobId::new(format!("{name}-{}-{nanos}", std::process::id())).unwrap()
-}
-
 pub async fn objects(store: &dyn ObjectStore, job: &JobId) {
     let key = job.key("tiles/a/0_0").unwrap();
     assert!(!store.exists(&key).await.unwrap());
