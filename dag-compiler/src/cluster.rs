@@ -125,6 +125,13 @@ impl ClusterPlan {
         &self.placements[self.first_edge[index]..self.first_edge[index + 1]]
     }
 
+    /// Bytes each child of `parent` reads from it, in the order of
+    /// [`Dag::children`] (the sizes the graph declares).
+    pub fn edge_bytes(&self, parent: TaskId) -> &[u64] {
+        let index = parent.index();
+        &self.edge_bytes[self.first_edge[index]..self.first_edge[index + 1]]
+    }
+
     /// Whether the `i`-th child of `parent` stays on `parent`'s executor.
     pub fn stays(&self, parent: TaskId, i: usize) -> bool {
         matches!(self.placements(parent)[i], Placement::Stay(_))
@@ -236,6 +243,7 @@ mod tests {
             ]
         );
         assert!(plan.stays(TaskId(1), 0) && !plan.stays(TaskId(1), 2));
+        assert_eq!(plan.edge_bytes(TaskId(1)), &[1 << 30, 8, 8]);
         assert_eq!(plan.counts(), (3, 4));
         let text = plan.explain(&dag);
         assert!(text.contains("a -> b: stay (chain)"), "{text}");

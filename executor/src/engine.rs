@@ -207,20 +207,16 @@ impl Engine {
             task: TaskId::default(),
             source,
         })?;
+        let plan = (self.config.scheduler == Scheduler::Wukong)
+            .then(|| ClusterPlan::new(dag, self.config.cluster));
+        let holdable = plan.as_ref().map_or_else(Vec::new, |plan| {
+            holdable_children(dag, plan, self.config.hold_min_bytes)
+        });
         let run = Run {
             dag,
             kernels,
-            plan: (self.config.scheduler == Scheduler::Wukong)
-                .then(|| ClusterPlan::new(dag, self.config.cluster)),
-            holdable: (0..dag.num_tasks() as u32)
-                .map(TaskId)
-                .map(|child| {
-                    dag.fan_in(child) > 1
-                        && dag.parents(child).iter().any(|&parent| {
-                            dag.edge_bytes(parent, child) >= self.config.hold_min_bytes
-                        })
-                })
-                .collect(),
+            plan,
+            holdable,
             config: &self.config,
             stores,
             job,
@@ -246,6 +242,20 @@ impl Engine {
         }
         result
     }
+}
+
+/// Per task: whether some parent edge is large enough to be held under a
+/// claim (Wukong only; the plan has each edge's declared bytes).
+fn holdable_children<Op>(dag: &Dag<Op>, plan: &ClusterPlan, hold_min_bytes: u64) -> Vec<bool> {
+    let mut holdable = vec![false; dag.num_tasks()];
+    for parent in (0..dag.num_tasks() as u32).map(TaskId) {
+        for (&child, &bytes) in dag.children(parent).iter().zip(plan.edge_bytes(parent)) {
+            if bytes >= hold_min_bytes && dag.fan_in(child) > 1 {
+                holdable[child.index()] = true;
+            }
+        }
+    }
+    holdable
 }
 
 /// Runs a store future to completion: at once if it is ready on the first
@@ -323,6 +333,7 @@ struct Run<'a, Op, K: Kernels<Op>> {
     plan: Option<ClusterPlan>,
     /// Per task: whether some parent may hold its data under a claim (an
     /// edge declares at least `hold_min_bytes`); if not, nobody claims it.
+    /// Empty unless the scheduler is Wukong.
     holdable: Vec<bool>,
     config: &'a EngineConfig,
     stores: &'a Stores,
@@ -399,19 +410,7 @@ where
         inputs: impl IntoIterator<Item = (DataId, Arc<K::Value>)>,
     ) -> Outcome<K::Value, K::Error> {
         let dag = self.dag;
-        let mut given = vec![false; dag.num_data()];
-        let mut staged = Vec::new();
-        for (data, value) in inputs {
-            let is_input = data.index() < dag.num_data() && dag.producer(data).is_none();
-            if !is_input || given[data.index()] {
-                return Err(ExecError::NotAnInput { data });
-            }
-            given[data.index()] = true;
-            staged.push((data, value));
-        }
-        if let Some(data) = dag.inputs().find(|d| !given[d.index()]) {
-            return Err(ExecError::MissingInput { data });
-        }
+        let staged = crate::local::checked_inputs(dag, inputs)?;
         let stage_error = |source| ExecError::Store {
             task: TaskId::default(),
             source,
@@ -736,8 +735,8 @@ where
                 self.pool.finish();
             }
         }
-        if self.wukong() {
-            self.route_children(executor, task)?;
+        if let Some(plan) = &self.plan {
+            self.route_children(executor, task, plan)?;
             self.evict(executor, task)
         } else {
             for &child in dag.children(task) {
@@ -795,11 +794,12 @@ where
         &self,
         executor: &mut Executor<K::Value>,
         task: TaskId,
+        plan: &ClusterPlan,
     ) -> Result<(), ExecError<K::Error>> {
         let dag = self.dag;
-        let plan = self.plan.as_ref();
+        let edge_bytes = plan.edge_bytes(task);
         for (i, &child) in dag.children(task).iter().enumerate() {
-            let pinned = plan.is_some_and(|p| p.stays(task, i));
+            let pinned = plan.stays(task, i);
             if dag.fan_in(child) == 1 {
                 self.push(executor, child, pinned);
                 continue;
@@ -816,8 +816,8 @@ where
             let mut holder = None;
             if !pending.is_empty() {
                 // Declared sizes decide, so that completers know whom to ask.
-                let can_hold = executor.mailbox.is_some()
-                    && dag.edge_bytes(task, child) >= self.config.hold_min_bytes;
+                let can_hold =
+                    executor.mailbox.is_some() && edge_bytes[i] >= self.config.hold_min_bytes;
                 if can_hold {
                     let claimed = self.claim(executor.id, task, child)?;
                     holder = Some(claimed);

@@ -54,14 +54,10 @@ impl LocalExecutor {
             return Err(ExecError::NoThreads);
         }
         let store = SlotStore::new(dag.num_data());
-        for (data, value) in inputs {
-            let is_input = data.index() < dag.num_data() && dag.producer(data).is_none();
-            if !is_input || store.put(data.index(), value).is_err() {
-                return Err(ExecError::NotAnInput { data });
-            }
-        }
-        if let Some(data) = dag.inputs().find(|d| !store.contains(d.index())) {
-            return Err(ExecError::MissingInput { data });
+        for (data, value) in checked_inputs(dag, inputs)? {
+            store
+                .put(data.index(), value)
+                .map_err(|_| ExecError::NotAnInput { data })?;
         }
 
         let start = Instant::now();
@@ -256,6 +252,28 @@ impl<Op: Operation + Sync, K: Kernels<Op>> Run<'_, Op, K> {
         }
         Ok(())
     }
+}
+
+/// The caller's values for the graph's inputs, checked before anything runs:
+/// each names an input of `dag`, none twice, and no input is left out.
+pub(crate) fn checked_inputs<Op: Operation, V, E: std::error::Error>(
+    dag: &Dag<Op>,
+    inputs: impl IntoIterator<Item = (DataId, Arc<V>)>,
+) -> Result<Vec<(DataId, Arc<V>)>, ExecError<E>> {
+    let mut given = vec![false; dag.num_data()];
+    let mut checked = Vec::new();
+    for (data, value) in inputs {
+        let is_input = data.index() < dag.num_data() && dag.producer(data).is_none();
+        if !is_input || given[data.index()] {
+            return Err(ExecError::NotAnInput { data });
+        }
+        given[data.index()] = true;
+        checked.push((data, value));
+    }
+    if let Some(data) = dag.inputs().find(|d| !given[d.index()]) {
+        return Err(ExecError::MissingInput { data });
+    }
+    Ok(checked)
 }
 
 /// Runs `task`'s kernel on `inputs`, turning a panic or a wrong number of
