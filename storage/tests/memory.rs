@@ -12,26 +12,7 @@ fn job(name: &str) -> JobId {
     JobId::new(name).unwrap()
 }
 
-#[tokio::test]
-async fn objects() {
-    conformance::objects(&MemoryStore::new(), &job("objects")).await;
-}
-
-#[tokio::test]
-async fn put_once_is_idempotent() {
-    conformance::put_once_is_idempotent(&MemoryStore::new(), &job("once")).await;
-}
-
-#[tokio::test]
-async fn listing_and_job_isolation() {
-    conformance::listing_and_job_isolation(&MemoryStore::new(), &job("mine"), &job("theirs")).await;
-}
-
-#[tokio::test]
-async fn tiles_round_trip_and_corruption_is_caught() {
-    conformance::tiles_round_trip_and_corruption_is_caught(&MemoryStore::new(), &job("tiles"))
-        .await;
-}
+conformance::object_store_tests!(MemoryStore::new());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrivals_are_idempotent() {

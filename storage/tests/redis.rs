@@ -27,25 +27,7 @@ fn job(name: &str) -> JobId {
     JobId::unique(name).unwrap()
 }
 
-#[tokio::test]
-async fn objects() {
-    conformance::objects(&store().await, &job("objects")).await;
-}
-
-#[tokio::test]
-async fn put_once_is_idempotent() {
-    conformance::put_once_is_idempotent(&store().await, &job("once")).await;
-}
-
-#[tokio::test]
-async fn listing_and_job_isolation() {
-    conformance::listing_and_job_isolation(&store().await, &job("mine"), &job("theirs")).await;
-}
-
-#[tokio::test]
-async fn tiles_round_trip_and_corruption_is_caught() {
-    conformance::tiles_round_trip_and_corruption_is_caught(&store().await, &job("tiles")).await;
-}
+conformance::object_store_tests!(store().await);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrivals_are_idempotent() {

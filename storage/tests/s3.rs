@@ -39,25 +39,8 @@ fn job(name: &str) -> JobId {
     JobId::unique(name).unwrap()
 }
 
-#[tokio::test]
-async fn objects_including_multipart_uploads() {
-    conformance::objects(&store().await, &job("objects")).await;
-}
-
-#[tokio::test]
-async fn put_once_is_idempotent() {
-    conformance::put_once_is_idempotent(&store().await, &job("once")).await;
-}
-
-#[tokio::test]
-async fn listing_and_job_isolation() {
-    conformance::listing_and_job_isolation(&store().await, &job("mine"), &job("theirs")).await;
-}
-
-#[tokio::test]
-async fn tiles_round_trip_and_corruption_is_caught() {
-    conformance::tiles_round_trip_and_corruption_is_caught(&store().await, &job("tiles")).await;
-}
+// `config` sets the multipart threshold at 6 MiB: `objects` uploads in parts too.
+conformance::object_store_tests!(store().await);
 
 #[tokio::test]
 async fn a_multipart_create_never_replaces_an_object() {

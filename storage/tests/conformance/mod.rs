@@ -3,6 +3,33 @@
 
 #![allow(dead_code)] // S3 holds objects only and runs just the object half
 
+/// The object half of the suite as tests, on stores made by the async
+/// expression `$store`, with job ids from a `job(name)` function in scope.
+macro_rules! object_store_tests {
+    ($store:expr) => {
+        #[tokio::test]
+        async fn objects() {
+            conformance::objects(&$store, &job("objects")).await;
+        }
+
+        #[tokio::test]
+        async fn put_once_is_idempotent() {
+            conformance::put_once_is_idempotent(&$store, &job("once")).await;
+        }
+
+        #[tokio::test]
+        async fn listing_and_job_isolation() {
+            conformance::listing_and_job_isolation(&$store, &job("mine"), &job("theirs")).await;
+        }
+
+        #[tokio::test]
+        async fn tiles_round_trip_and_corruption_is_caught() {
+            conformance::tiles_round_trip_and_corruption_is_caught(&$store, &job("tiles")).await;
+        }
+    };
+}
+pub(crate) use object_store_tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
