@@ -42,8 +42,12 @@ use wukong_storage::{
     StoredValue,
 };
 
+/// The pseudo-task whose "arrivals" count finished tasks in remote modes: the
+/// arrival that completes it tells its executor that the job is done.
+const DONE_NODE: u64 = 1 << 32;
+
 use crate::cache::TileCache;
-use crate::invoke::{ExecutorId, InvokeError, Invoker, Mailbox, ThreadPool};
+use crate::invoke::{Dispatcher, ExecutorId, InvokeError, Mailbox, Platform, Remote, ThreadPool};
 use crate::{
     ExecError, ExecutorRecord, IoReport, Kernels, Progress, RunOptions, RunOutcome, RunReport,
     TaskRecord,
@@ -212,27 +216,12 @@ impl Engine {
         let holdable = plan.as_ref().map_or_else(Vec::new, |plan| {
             holdable_children(dag, plan, self.config.hold_min_bytes)
         });
-        let run = Run {
-            dag,
-            kernels,
-            plan,
-            holdable,
-            config: &self.config,
-            stores,
-            job,
-            pool: ThreadPool::new(self.config.threads),
-            done: (0..dag.num_tasks())
-                .map(|_| AtomicBool::new(false))
-                .collect(),
-            done_count: AtomicUsize::new(0),
-            failure: Mutex::new(None),
-            stopped: AtomicBool::new(false),
-            next_executor: AtomicU32::new(0),
-            io: Counters::default(),
-            start: Instant::now(),
-            progress: options.progress,
-        };
-        let result = run.execute(inputs);
+        let pool = ThreadPool::new(self.config.threads);
+        let mut run = Run::new(dag, kernels, &self.config, stores, job, &pool);
+        run.plan = plan;
+        run.holdable = holdable;
+        run.progress = options.progress;
+        let result = run.execute(&pool, inputs);
         if !self.config.keep_objects {
             // Best effort: a failed clean-up must not hide the run's result.
             let _ = block_on(stores.runtime.as_ref(), async {
@@ -242,6 +231,207 @@ impl Engine {
         }
         result
     }
+}
+
+impl Engine {
+    /// Remote modes, driver side: checks `inputs` and puts them into the store
+    /// under `job`; returns the objects and bytes written.
+    pub fn stage<Op, V, E>(
+        &self,
+        dag: &Dag<Op>,
+        inputs: impl IntoIterator<Item = (DataId, Arc<V>)>,
+        stores: &Stores,
+        job: &JobId,
+    ) -> Result<(u64, u64), ExecError<E>>
+    where
+        Op: Operation,
+        V: StoredValue,
+        E: std::error::Error + 'static,
+    {
+        let staged = crate::local::checked_inputs(dag, inputs)?;
+        stage_inputs(staged, stores, job).map_err(|source| ExecError::Store {
+            task: TaskId::default(),
+            source,
+        })
+    }
+
+    /// Remote modes, driver side: reads the graph's outputs back from the store.
+    pub fn collect<Op, V, E>(
+        &self,
+        dag: &Dag<Op>,
+        stores: &Stores,
+        job: &JobId,
+    ) -> Result<HashMap<DataId, Arc<V>>, ExecError<E>>
+    where
+        V: StoredValue,
+        E: std::error::Error + 'static,
+    {
+        read_outputs(dag, stores, job)
+    }
+
+    /// Remote modes, executor side: runs one executor that starts at `start`
+    /// on this thread, with the Wukong or the numpywren-style rules, until it
+    /// has nothing left to do. New executors start through `dispatcher`, which
+    /// also hears when the job's last task has finished. `cache` is the
+    /// worker's tile cache; it is emptied when the job changes.
+    ///
+    /// Executors in other processes cannot take deliveries, so nobody holds a
+    /// fan-in child's data under a claim here: every fan-in edge is written
+    /// before its arrival (Wukong's original rule), and the completing
+    /// executor runs the child.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_executor<Op, K>(
+        &self,
+        dag: &Dag<Op>,
+        kernels: &K,
+        stores: &Stores,
+        job: &JobId,
+        start: TaskId,
+        id: ExecutorSlot,
+        cache: &mut WorkerCache<K::Value>,
+        dispatcher: &dyn Dispatcher,
+    ) -> Result<ExecutorReport, ExecError<K::Error>>
+    where
+        Op: Operation + Sync,
+        K: Kernels<Op>,
+        K::Value: StoredValue,
+    {
+        if start.index() >= dag.num_tasks() {
+            return Err(ExecError::NoSuchTask {
+                task: start,
+                tasks: dag.num_tasks(),
+            });
+        }
+        let plan = (self.config.scheduler != Scheduler::Numpywren)
+            .then(|| ClusterPlan::new(dag, self.config.cluster));
+        let platform = Remote(dispatcher);
+        let mut run = Run::new(dag, kernels, &self.config, stores, job.clone(), &platform);
+        // Nobody takes deliveries: nothing is held under a claim.
+        run.holdable = plan
+            .as_ref()
+            .map_or_else(Vec::new, |_| vec![false; dag.num_tasks()]);
+        run.plan = plan;
+        run.remote = true;
+        run.next_executor = AtomicU32::new(id.executor);
+        if cache.job.as_ref() != Some(job) {
+            cache.cache = TileCache::new(self.config.cache_bytes);
+            cache.job = Some(job.clone());
+        }
+        let mut executor = Executor {
+            id: ExecutorId(id.executor),
+            thread: id.worker,
+            cache: std::mem::replace(&mut cache.cache, TileCache::new(0)),
+            pinned: BinaryHeap::new(),
+            free: BinaryHeap::new(),
+            held: HashSet::new(),
+            mailbox: None,
+            records: Vec::new(),
+        };
+        run.push(&mut executor, start, false);
+        let result = run.executor_loop(&mut executor);
+        cache.cache = executor.cache;
+        result?;
+        let end = run.start.elapsed();
+        Ok(ExecutorReport {
+            executor: ExecutorRecord {
+                executor: id.executor,
+                thread: id.worker,
+                first_task: start,
+                start: std::time::Duration::ZERO,
+                end,
+                tasks: executor.records.len(),
+            },
+            tasks: executor.records,
+            io: run.io.report(),
+        })
+    }
+}
+
+/// Who runs a remote executor: its number and its worker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorSlot {
+    /// The executor, unique within the job as far as reports go.
+    pub executor: u32,
+    /// The worker process or function instance hosting it.
+    pub worker: u32,
+}
+
+/// A worker's tile cache, kept between the executors it hosts: tiles are
+/// single-assignment, so a cached tile of the same job is never stale.
+pub struct WorkerCache<V> {
+    job: Option<JobId>,
+    cache: TileCache<V>,
+}
+
+impl<V> WorkerCache<V> {
+    /// An empty cache; its budget is set by the engine's configuration.
+    pub fn new() -> Self {
+        Self {
+            job: None,
+            cache: TileCache::new(0),
+        }
+    }
+}
+
+impl<V> Default for WorkerCache<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one remote executor did, sent back to the driver. Times count from
+/// the executor's own start.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ExecutorReport {
+    /// The executor's life.
+    pub executor: ExecutorRecord,
+    /// Its tasks.
+    pub tasks: Vec<TaskRecord>,
+    /// Its traffic.
+    pub io: IoReport,
+}
+
+fn stage_inputs<V: StoredValue>(
+    inputs: Vec<(DataId, Arc<V>)>,
+    stores: &Stores,
+    job: &JobId,
+) -> Result<(u64, u64), StorageError> {
+    let mut bytes_staged = 0;
+    let objects = inputs.len() as u64;
+    for (data, value) in inputs {
+        let key = data_key(job, data)?;
+        let bytes = value.encode(&key)?;
+        bytes_staged += bytes.len() as u64;
+        block_on(
+            stores.runtime.as_ref(),
+            stores.objects.put(&key, bytes, PutMode::Create),
+        )?;
+    }
+    Ok((objects, bytes_staged))
+}
+
+fn read_outputs<Op, V: StoredValue, E: std::error::Error + 'static>(
+    dag: &Dag<Op>,
+    stores: &Stores,
+    job: &JobId,
+) -> Result<HashMap<DataId, Arc<V>>, ExecError<E>> {
+    let mut outputs = HashMap::with_capacity(dag.outputs().len());
+    for &data in dag.outputs() {
+        let task = dag.producer(data).unwrap_or_default();
+        let read = || -> Result<V, StorageError> {
+            let key = data_key(job, data)?;
+            let bytes = block_on(stores.runtime.as_ref(), stores.objects.get(&key))?;
+            V::decode(&key, &bytes)
+        };
+        let value = read().map_err(|source| ExecError::Store { task, source })?;
+        outputs.insert(data, Arc::new(value));
+    }
+    Ok(outputs)
+}
+
+/// Where a data item of `job` lives in the object store.
+fn data_key(job: &JobId, data: DataId) -> Result<ObjectKey, StorageError> {
+    job.key(format!("d{}", data.0))
 }
 
 /// Per task: whether some parent edge is large enough to be held under a
@@ -298,6 +488,7 @@ struct Counters {
     store_writes: AtomicU64,
     store_write_bytes: AtomicU64,
     staged_bytes: AtomicU64,
+    staged_objects: AtomicU64,
     arrivals: AtomicU64,
     claims: AtomicU64,
     invocations: AtomicU64,
@@ -319,6 +510,7 @@ impl Counters {
             store_writes: load(&self.store_writes),
             store_write_bytes: load(&self.store_write_bytes),
             staged_bytes: load(&self.staged_bytes),
+            staged_objects: load(&self.staged_objects),
             arrivals: load(&self.arrivals),
             claims: load(&self.claims),
             invocations: load(&self.invocations),
@@ -338,7 +530,9 @@ struct Run<'a, Op, K: Kernels<Op>> {
     config: &'a EngineConfig,
     stores: &'a Stores,
     job: JobId,
-    pool: ThreadPool,
+    platform: &'a dyn Platform,
+    /// Executors in other processes: the job's end is counted in the coordinator.
+    remote: bool,
     done: Vec<AtomicBool>,
     done_count: AtomicUsize,
     failure: Mutex<Option<ExecError<K::Error>>>,
@@ -384,18 +578,50 @@ struct Executor<V> {
 
 type Outcome<V, E> = Result<RunOutcome<V>, ExecError<E>>;
 
-impl<Op, K> Run<'_, Op, K>
+impl<'a, Op, K> Run<'a, Op, K>
 where
     Op: Operation + Sync,
     K: Kernels<Op>,
     K::Value: StoredValue,
 {
+    /// A run with no clustering plan (numpywren-style) in local mode.
+    fn new(
+        dag: &'a Dag<Op>,
+        kernels: &'a K,
+        config: &'a EngineConfig,
+        stores: &'a Stores,
+        job: JobId,
+        platform: &'a dyn Platform,
+    ) -> Self {
+        Self {
+            dag,
+            kernels,
+            plan: None,
+            holdable: Vec::new(),
+            config,
+            stores,
+            job,
+            platform,
+            remote: false,
+            done: (0..dag.num_tasks())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            done_count: AtomicUsize::new(0),
+            failure: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            next_executor: AtomicU32::new(0),
+            io: Counters::default(),
+            start: Instant::now(),
+            progress: None,
+        }
+    }
+
     fn wukong(&self) -> bool {
         self.plan.is_some()
     }
 
     fn key(&self, data: DataId) -> Result<ObjectKey, StorageError> {
-        self.job.key(format!("d{}", data.0))
+        data_key(&self.job, data)
     }
 
     fn block<T>(
@@ -407,35 +633,32 @@ where
 
     fn execute(
         &self,
+        pool: &ThreadPool,
         inputs: impl IntoIterator<Item = (DataId, Arc<K::Value>)>,
     ) -> Outcome<K::Value, K::Error> {
         let dag = self.dag;
         let staged = crate::local::checked_inputs(dag, inputs)?;
-        let stage_error = |source| ExecError::Store {
-            task: TaskId::default(),
-            source,
-        };
-        for (data, value) in staged {
-            let key = self.key(data).map_err(stage_error)?;
-            let bytes = value.encode(&key).map_err(stage_error)?;
-            add(&self.io.staged_bytes, bytes.len() as u64);
-            self.block(self.stores.objects.put(&key, bytes, PutMode::Create))
-                .map_err(stage_error)?;
-        }
+        let (objects, bytes) =
+            stage_inputs(staged, self.stores, &self.job).map_err(|source| ExecError::Store {
+                task: TaskId::default(),
+                source,
+            })?;
+        add(&self.io.staged_bytes, bytes);
+        add(&self.io.staged_objects, objects);
 
         let start = Instant::now();
         for task in dag.sources() {
             self.invoke(task)?;
         }
         if dag.num_tasks() == 0 {
-            self.pool.finish();
+            pool.stop();
         }
         let lives: Vec<(Vec<TaskRecord>, Vec<ExecutorRecord>)> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..self.config.threads as u32)
                 .map(|thread| {
                     std::thread::Builder::new()
                         .name(format!("wukong-worker-{thread}"))
-                        .spawn_scoped(scope, move || self.host(thread))
+                        .spawn_scoped(scope, move || self.host(pool, thread))
                 })
                 .collect();
             let mut lives = Vec::with_capacity(threads.len());
@@ -443,13 +666,16 @@ where
                 match thread {
                     Ok(thread) => lives.push(thread.join().unwrap_or_default()),
                     // Fewer threads than configured could stall the pool: stop.
-                    Err(error) => self.fail(ExecError::Invoke {
-                        task: TaskId::default(),
-                        source: InvokeError {
-                            platform: "threads",
-                            detail: format!("cannot start a worker thread: {error}"),
+                    Err(error) => self.fail(
+                        pool,
+                        ExecError::Invoke {
+                            task: TaskId::default(),
+                            source: InvokeError {
+                                platform: "threads",
+                                detail: format!("cannot start a worker thread: {error}"),
+                            },
                         },
-                    }),
+                    ),
                 }
             }
             lives
@@ -459,7 +685,7 @@ where
             return Err(failure);
         }
         let done = self.done_count.load(Ordering::Acquire);
-        if done < dag.num_tasks() || self.pool.stalled() {
+        if done < dag.num_tasks() || pool.stalled() {
             return Err(ExecError::Stalled {
                 done,
                 total: dag.num_tasks(),
@@ -471,17 +697,7 @@ where
         tasks.sort_by_key(|r| r.end);
         executor_records.sort_by_key(|r| r.executor);
 
-        let mut outputs = HashMap::with_capacity(dag.outputs().len());
-        for &data in dag.outputs() {
-            let task = dag.producer(data).unwrap_or_default();
-            let read = || -> Result<K::Value, StorageError> {
-                let key = self.key(data)?;
-                let bytes = self.block(self.stores.objects.get(&key))?;
-                K::Value::decode(&key, &bytes)
-            };
-            let value = read().map_err(|source| ExecError::Store { task, source })?;
-            outputs.insert(data, Arc::new(value));
-        }
+        let outputs = read_outputs(dag, self.stores, &self.job)?;
         Ok(RunOutcome {
             outputs,
             report: RunReport {
@@ -492,6 +708,7 @@ where
                 tasks,
                 executor_records,
                 io: self.io.report(),
+                cost: None,
             },
         })
     }
@@ -499,11 +716,11 @@ where
     /// A pool thread: runs executors until the run is over. Its tile cache
     /// outlives each executor, as a warm worker's memory does: tiles are
     /// single-assignment, so a cached tile is never stale.
-    fn host(&self, thread: u32) -> (Vec<TaskRecord>, Vec<ExecutorRecord>) {
+    fn host(&self, pool: &ThreadPool, thread: u32) -> (Vec<TaskRecord>, Vec<ExecutorRecord>) {
         let mut tasks = Vec::new();
         let mut executors = Vec::new();
         let mut cache = Some(TileCache::new(self.config.cache_bytes));
-        while let Some(first) = self.pool.next() {
+        while let Some(first) = pool.next() {
             if self.stopped.load(Ordering::Relaxed) {
                 break;
             }
@@ -518,15 +735,19 @@ where
                 pinned: BinaryHeap::new(),
                 free: BinaryHeap::new(),
                 held: HashSet::new(),
-                mailbox: self.wukong().then(|| self.pool.open_mailbox(id)),
+                mailbox: if self.wukong() {
+                    self.platform.open_mailbox(id)
+                } else {
+                    None
+                },
                 records: Vec::new(),
             };
             self.push(&mut executor, first, false);
             if let Err(failure) = self.executor_loop(&mut executor) {
-                self.fail(failure);
+                self.fail(pool, failure);
             }
             if executor.mailbox.is_some() {
-                self.pool.close_mailbox(id);
+                self.platform.close_mailbox(id);
             }
             executors.push(ExecutorRecord {
                 executor: id.0,
@@ -542,10 +763,10 @@ where
         (tasks, executors)
     }
 
-    fn fail(&self, failure: ExecError<K::Error>) {
+    fn fail(&self, pool: &ThreadPool, failure: ExecError<K::Error>) {
         self.failure.lock().get_or_insert(failure);
         self.stopped.store(true, Ordering::Relaxed);
-        self.pool.finish();
+        pool.stop();
     }
 
     fn push(&self, executor: &mut Executor<K::Value>, task: TaskId, pinned: bool) {
@@ -568,7 +789,7 @@ where
         };
         for _ in 0..copies {
             add(&self.io.invocations, 1);
-            self.pool
+            self.platform
                 .invoke(task, self.dag.priority(task))
                 .map_err(|source| ExecError::Invoke { task, source })?;
         }
@@ -593,7 +814,7 @@ where
                 // mailbox; whatever was delivered meanwhile still runs here.
                 self.flush(executor)?;
                 executor.mailbox = None;
-                for task in self.pool.close_mailbox(executor.id) {
+                for task in self.platform.close_mailbox(executor.id) {
                     self.push(executor, task, true);
                 }
                 continue;
@@ -724,16 +945,7 @@ where
             kernel,
         });
         if !self.done[task.index()].swap(true, Ordering::AcqRel) {
-            let done = self.done_count.fetch_add(1, Ordering::AcqRel) + 1;
-            if let Some(progress) = self.progress {
-                progress(Progress {
-                    done,
-                    total: dag.num_tasks(),
-                });
-            }
-            if done == dag.num_tasks() {
-                self.pool.finish();
-            }
+            self.task_done(task)?;
         }
         if let Some(plan) = &self.plan {
             self.route_children(executor, task, plan)?;
@@ -746,6 +958,34 @@ where
             }
             Ok(())
         }
+    }
+
+    /// Counts a finished task (the first time this process sees it finish)
+    /// and ends the run after the last.
+    fn task_done(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
+        let total = self.dag.num_tasks();
+        let last = if self.remote {
+            let arrival = self
+                .block(
+                    self.stores
+                        .coordinator
+                        .arrive(&self.job, DONE_NODE, task.0, total as u32),
+                )
+                .map_err(|source| ExecError::Store { task, source })?;
+            arrival == Arrival::Completed
+        } else {
+            let done = self.done_count.fetch_add(1, Ordering::AcqRel) + 1;
+            if let Some(progress) = self.progress {
+                progress(Progress { done, total });
+            }
+            done == total
+        };
+        if last {
+            self.platform
+                .finish()
+                .map_err(|source| ExecError::Invoke { task, source })?;
+        }
+        Ok(())
     }
 
     fn arrive(&self, parent: TaskId, child: TaskId) -> Result<Arrival, ExecError<K::Error>> {
@@ -842,7 +1082,7 @@ where
             };
             if holder == executor.id {
                 self.push(executor, child, pinned || executor.held.contains(&child));
-            } else if self.pool.deliver(holder, child) {
+            } else if self.platform.deliver(holder, child) {
                 add(&self.io.deliveries, 1);
             } else {
                 // The holder has ended, after writing what it held.
@@ -856,7 +1096,7 @@ where
     /// capacity, keeping the best task (the one this executor becomes next)
     /// and giving away those with the least local data first.
     fn share(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
-        let mut spare = self.pool.spare_capacity();
+        let mut spare = self.platform.spare_capacity();
         let keep_one = usize::from(executor.pinned.is_empty());
         if spare == 0 || executor.free.len() <= keep_one {
             return Ok(());

@@ -82,6 +82,14 @@ pub enum ExecError<E: std::error::Error + 'static> {
         /// Tasks in the graph.
         total: usize,
     },
+    /// An executor was asked to start at a task the graph does not have.
+    #[error("task {task} does not exist: the graph has {tasks} tasks")]
+    NoSuchTask {
+        /// The task asked for.
+        task: TaskId,
+        /// Tasks in the graph.
+        tasks: usize,
+    },
     /// The coordinator named a claim holder that is no executor of this run.
     #[error("the claim on task {child} names {holder:?}, which is not an executor of this run")]
     BadClaim {

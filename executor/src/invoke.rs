@@ -51,6 +51,66 @@ pub trait Invoker: Send + Sync {
     fn deliver(&self, executor: ExecutorId, task: TaskId) -> bool;
 }
 
+/// What an executor run in another process or function needs from its
+/// platform: start executors, and say when the whole job has finished.
+/// Worker processes implement it over Redis, Lambda over the Lambda API.
+pub trait Dispatcher: Send + Sync {
+    /// Starts a new executor at `task`, whose inputs are in the store.
+    fn invoke(&self, task: TaskId, priority: f64) -> Result<(), InvokeError>;
+
+    /// How many more executors could start now without queueing.
+    fn spare_capacity(&self) -> usize;
+
+    /// The last task of the job has finished here. May be called again by a
+    /// duplicated executor; the driver must not mind.
+    fn finished(&self) -> Result<(), InvokeError>;
+}
+
+/// What the engine needs from where its executors live: [`Invoker`], plus
+/// mailboxes (local mode only) and the end of the run.
+pub(crate) trait Platform: Invoker {
+    /// Opens a mailbox for a new executor; `None` where tasks cannot be
+    /// delivered to a running executor (then nobody holds data under a claim).
+    fn open_mailbox(&self, executor: ExecutorId) -> Option<Arc<Mailbox>>;
+
+    /// Closes the executor's mailbox and returns what arrived last.
+    fn close_mailbox(&self, executor: ExecutorId) -> Vec<TaskId>;
+
+    /// Every task has finished.
+    fn finish(&self) -> Result<(), InvokeError>;
+}
+
+/// A [`Dispatcher`] seen as a platform without mailboxes.
+pub(crate) struct Remote<'a>(pub(crate) &'a dyn Dispatcher);
+
+impl Invoker for Remote<'_> {
+    fn invoke(&self, task: TaskId, priority: f64) -> Result<(), InvokeError> {
+        self.0.invoke(task, priority)
+    }
+
+    fn spare_capacity(&self) -> usize {
+        self.0.spare_capacity()
+    }
+
+    fn deliver(&self, _: ExecutorId, _: TaskId) -> bool {
+        false
+    }
+}
+
+impl Platform for Remote<'_> {
+    fn open_mailbox(&self, _: ExecutorId) -> Option<Arc<Mailbox>> {
+        None
+    }
+
+    fn close_mailbox(&self, _: ExecutorId) -> Vec<TaskId> {
+        Vec::new()
+    }
+
+    fn finish(&self) -> Result<(), InvokeError> {
+        self.0.finished()
+    }
+}
+
 /// A live executor's inbox; `None` once closed.
 #[derive(Default)]
 pub(crate) struct Mailbox(Mutex<Option<Vec<TaskId>>>);
@@ -152,7 +212,7 @@ impl ThreadPool {
     }
 
     /// Ends the run: every thread's `next` returns `None`.
-    pub(crate) fn finish(&self) {
+    pub(crate) fn stop(&self) {
         self.state.lock().finished = true;
         self.wake.notify_all();
     }
@@ -161,17 +221,23 @@ impl ThreadPool {
     pub(crate) fn stalled(&self) -> bool {
         self.state.lock().stalled
     }
+}
 
-    pub(crate) fn open_mailbox(&self, executor: ExecutorId) -> Arc<Mailbox> {
+impl Platform for ThreadPool {
+    fn open_mailbox(&self, executor: ExecutorId) -> Option<Arc<Mailbox>> {
         let mailbox = Arc::new(Mailbox::open());
         self.mailboxes.lock().insert(executor, Arc::clone(&mailbox));
-        mailbox
+        Some(mailbox)
     }
 
-    /// Closes the executor's mailbox and returns what arrived last.
-    pub(crate) fn close_mailbox(&self, executor: ExecutorId) -> Vec<TaskId> {
+    fn close_mailbox(&self, executor: ExecutorId) -> Vec<TaskId> {
         let mailbox = self.mailboxes.lock().remove(&executor);
         mailbox.and_then(|m| m.0.lock().take()).unwrap_or_default()
+    }
+
+    fn finish(&self) -> Result<(), InvokeError> {
+        self.stop();
+        Ok(())
     }
 }
 
@@ -221,14 +287,14 @@ mod tests {
         // Both threads busy: one start may wait in reserve.
         assert_eq!(pool.spare_capacity(), 1);
 
-        let mailbox = pool.open_mailbox(ExecutorId(3));
+        let mailbox = pool.open_mailbox(ExecutorId(3)).expect("local mailboxes");
         assert!(pool.deliver(ExecutorId(3), TaskId(7)));
         assert_eq!(mailbox.take(), vec![TaskId(7)]);
         assert!(pool.deliver(ExecutorId(3), TaskId(8)));
         assert_eq!(pool.close_mailbox(ExecutorId(3)), vec![TaskId(8)]);
         assert!(!pool.deliver(ExecutorId(3), TaskId(9)));
         assert!(!pool.deliver(ExecutorId(4), TaskId(9)));
-        pool.finish();
+        pool.stop();
         assert_eq!(pool.next(), None);
         assert!(!pool.stalled());
     }

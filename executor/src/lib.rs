@@ -41,6 +41,7 @@
 //! ```
 
 mod cache;
+mod cost;
 mod engine;
 mod error;
 mod gantt;
@@ -48,9 +49,12 @@ mod invoke;
 mod local;
 mod report;
 
-pub use engine::{Engine, EngineConfig, Scheduler, Stores};
+pub use cost::{CostEstimate, PRICES, Prices};
+pub use engine::{
+    Engine, EngineConfig, ExecutorReport, ExecutorSlot, Scheduler, Stores, WorkerCache,
+};
 pub use error::ExecError;
-pub use invoke::{ExecutorId, InvokeError, Invoker};
+pub use invoke::{Dispatcher, ExecutorId, InvokeError, Invoker};
 pub use local::LocalExecutor;
 pub use report::{ExecutorRecord, IoReport, RunReport, TaskRecord};
 

@@ -1,10 +1,10 @@
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wukong_dag::TaskId;
 
 /// When and where one task ran.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// The task.
     pub task: TaskId,
@@ -22,7 +22,7 @@ pub struct TaskRecord {
 }
 
 /// One executor's life.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ExecutorRecord {
     /// The executor.
     pub executor: u32,
@@ -39,7 +39,7 @@ pub struct ExecutorRecord {
 }
 
 /// Bytes and requests per tier, and the scheduling traffic.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct IoReport {
     /// Inputs found in an executor's local cache.
     pub cache_hits: u64,
@@ -56,6 +56,8 @@ pub struct IoReport {
     /// Bytes of the graph's inputs put into the store before the run (the same
     /// for every scheduler; not part of the two figures above).
     pub staged_bytes: u64,
+    /// Objects of the graph's inputs put into the store before the run.
+    pub staged_objects: u64,
     /// Fan-in arrivals recorded.
     pub arrivals: u64,
     /// Claims made to hold a child's inputs locally.
@@ -83,6 +85,10 @@ pub struct RunReport {
     pub executor_records: Vec<ExecutorRecord>,
     /// Store and cache traffic.
     pub io: IoReport,
+    /// What the run would cost on AWS (see [`RunReport::estimate_cost`]);
+    /// filled in by callers that know the function size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::CostEstimate>,
 }
 
 impl RunReport {
