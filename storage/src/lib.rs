@@ -41,7 +41,7 @@ pub use object::{
     Arrival, Coordinator, DynObjectStore, Lease, ObjectStore, ObjectStoreExt, PutMode,
 };
 #[cfg(feature = "redis")]
-pub use redis_store::RedisStore;
+pub use redis_store::{QueueListener, RedisStore};
 #[cfg(feature = "s3")]
 pub use s3_store::{S3Config, S3Credentials, S3Store};
 pub use slot::SlotStore;

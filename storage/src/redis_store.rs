@@ -4,6 +4,8 @@
 //! set `wk:a:<job>:<child>` and its completing edge at `wk:c:<job>:<child>`, leases in the hash `wk:l:<job>` (name → holder)
 //! and the sorted set `wk:e:<job>` (name → expiry in Redis server time, ms),
 //! claims in the hash `wk:h:<job>` (name → holder).
+//! Messages between drivers and workers (process and Lambda modes) are lists
+//! `wk:q:<queue>`, counters `wk:n:<name>`, presence sets `wk:z:<set>`.
 //! Arrivals and every lease operation are one Lua script each: atomic and one
 //! round trip. Lease clocks are the Redis server's, so clients need no clock sync.
 
@@ -76,6 +78,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
+    client: redis::Client,
     endpoint: String,
     arrive: Script,
     acquire: Script,
@@ -141,6 +144,7 @@ impl RedisStore {
     }
 
     async fn open(client: redis::Client, endpoint: String) -> Result<Self, StorageError> {
+        let client_copy = client.clone();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(Duration::from_secs(30)))
@@ -170,6 +174,7 @@ impl RedisStore {
         }
         Ok(Self {
             connection,
+            client: client_copy,
             endpoint,
             arrive: Script::new(ARRIVE),
             acquire: Script::new(&format!("{NOW}{ACQUIRE}")),
@@ -230,6 +235,187 @@ impl RedisStore {
             .await
             .map_err(|e| self.error(e))?;
         Ok(held == 1)
+    }
+}
+
+/// Queue and counter names: what job ids allow, plus `.` and `:`.
+fn check_name(name: &str) -> Result<(), StorageError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey {
+            key: name.to_owned(),
+            reason: "queue and counter names are 1 to 200 ASCII letters, digits, '-', '_', '.' or ':'",
+        })
+    }
+}
+
+/// Messages and counters shared by drivers and workers: FIFO queues (Redis
+/// lists) and integer counters. A message is taken by exactly one listener.
+impl RedisStore {
+    /// Appends `message` to `queue`.
+    pub async fn push_message(&self, queue: &str, message: &[u8]) -> Result<(), StorageError> {
+        check_name(queue)?;
+        let _: i64 = self
+            .connection
+            .clone()
+            .rpush(format!("wk:q:{queue}"), message)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Messages waiting in `queue`.
+    pub async fn queued_messages(&self, queue: &str) -> Result<u64, StorageError> {
+        check_name(queue)?;
+        self.connection
+            .clone()
+            .llen(format!("wk:q:{queue}"))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Adds `delta` to the counter `name` (0 when new) and returns the result.
+    pub async fn add_to_counter(&self, name: &str, delta: i64) -> Result<i64, StorageError> {
+        check_name(name)?;
+        self.connection
+            .clone()
+            .incr(format!("wk:n:{name}"), delta)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Marks `member` of the presence set `set` as present now (by the Redis
+    /// server's clock), or removes it. A member that stops refreshing its
+    /// mark ages out of [`present`](Self::present) counts: a worker killed
+    /// while marked idle stops counting without any clean-up.
+    pub async fn mark_present(
+        &self,
+        set: &str,
+        member: &str,
+        present: bool,
+    ) -> Result<(), StorageError> {
+        check_name(set)?;
+        let key = format!("wk:z:{set}");
+        let mut connection = self.connection.clone();
+        let result: Result<i64, RedisError> = if present {
+            Script::new(&format!(
+                "{NOW}return redis.call('ZADD', KEYS[1], now, ARGV[1])"
+            ))
+            .key(key)
+            .arg(member)
+            .invoke_async(&mut connection)
+            .await
+        } else {
+            connection.zrem(key, member).await
+        };
+        result.map(|_| ()).map_err(|e| self.error(e))
+    }
+
+    /// Members of `set` marked within the last `within`; older marks are dropped.
+    pub async fn present(&self, set: &str, within: Duration) -> Result<u64, StorageError> {
+        check_name(set)?;
+        Script::new(&format!(
+            "{NOW}redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))\nreturn redis.call('ZCARD', KEYS[1])"
+        ))
+        .key(format!("wk:z:{set}"))
+        .arg(within.as_millis() as u64)
+        .invoke_async(&mut self.connection.clone())
+        .await
+        .map_err(|e| self.error(e))
+    }
+
+    /// Removes the queues and counters named, with whatever they hold.
+    pub async fn delete_queues(
+        &self,
+        queues: &[&str],
+        counters: &[&str],
+    ) -> Result<(), StorageError> {
+        let mut keys = Vec::new();
+        for queue in queues {
+            check_name(queue)?;
+            keys.push(format!("wk:q:{queue}"));
+        }
+        for counter in counters {
+            check_name(counter)?;
+            keys.push(format!("wk:n:{counter}"));
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .connection
+            .clone()
+            .del(keys)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// A connection of its own for waiting on queues: a blocking pop would
+    /// hold up every other request on the shared connection.
+    pub async fn listener(&self) -> Result<QueueListener, StorageError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(None);
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(QueueListener {
+            connection,
+            endpoint: self.endpoint.clone(),
+        })
+    }
+}
+
+/// Waits for messages on queues of a [`RedisStore`], on a connection of its own.
+pub struct QueueListener {
+    connection: redis::aio::MultiplexedConnection,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for QueueListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueListener")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl QueueListener {
+    /// Takes the first message of the first non-empty queue of `queues`,
+    /// waiting up to `timeout` (whole milliseconds, at least one) for one to
+    /// arrive; `None` if none did. Returns the queue's name and the message.
+    pub async fn pop(
+        &mut self,
+        queues: &[&str],
+        timeout: Duration,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        let mut keys = Vec::with_capacity(queues.len());
+        for queue in queues {
+            check_name(queue)?;
+            keys.push(format!("wk:q:{queue}"));
+        }
+        let seconds = timeout.as_secs_f64().max(0.001);
+        let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+            .arg(keys)
+            .arg(seconds)
+            .query_async(&mut self.connection)
+            .await
+            .map_err(|e| redis_error(&self.endpoint, e))?;
+        Ok(popped.map(|(key, message)| {
+            (
+                key.strip_prefix("wk:q:").unwrap_or(&key).to_owned(),
+                message,
+            )
+        }))
     }
 }
 

@@ -232,3 +232,97 @@ async fn a_root_certificate_needs_a_rediss_url() {
         .unwrap_err();
     assert!(matches!(err, StorageError::InvalidConfig { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_deliver_each_message_once_in_order_and_wake_waiters() {
+    let store = store().await;
+    let queue = job("queue").to_string();
+    let mut listener = store.listener().await.unwrap();
+    // Nothing queued: the pop waits for its timeout, then answers None.
+    let started = Instant::now();
+    assert_eq!(
+        listener
+            .pop(&[&queue], Duration::from_millis(300))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // A message pushed while a listener waits wakes it at once.
+    let mut waiting = store.listener().await.unwrap();
+    let name = queue.clone();
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let got = waiting
+            .pop(&[&name], Duration::from_secs(20))
+            .await
+            .unwrap();
+        (got, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for message in [b"one".as_slice(), b"two", b"three"] {
+        store.push_message(&queue, message).await.unwrap();
+    }
+    let (got, waited) = waiter.await.unwrap();
+    assert_eq!(got, Some((queue.clone(), b"one".to_vec())));
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(store.queued_messages(&queue).await.unwrap(), 2);
+    // The others come out in order, each once, across listeners.
+    assert_eq!(
+        listener
+            .pop(&[&queue], Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        b"two"
+    );
+    let mut other = store.listener().await.unwrap();
+    assert_eq!(
+        other
+            .pop(&[&queue], Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        b"three"
+    );
+    assert_eq!(store.queued_messages(&queue).await.unwrap(), 0);
+
+    // Counters and presence marks that age out.
+    let counter = job("counter").to_string();
+    assert_eq!(store.add_to_counter(&counter, 2).await.unwrap(), 2);
+    assert_eq!(store.add_to_counter(&counter, -1).await.unwrap(), 1);
+    let set = job("idle").to_string();
+    store.mark_present(&set, "a", true).await.unwrap();
+    store.mark_present(&set, "b", true).await.unwrap();
+    assert_eq!(
+        store.present(&set, Duration::from_secs(5)).await.unwrap(),
+        2
+    );
+    store.mark_present(&set, "b", false).await.unwrap();
+    assert_eq!(
+        store.present(&set, Duration::from_secs(5)).await.unwrap(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        store
+            .present(&set, Duration::from_millis(100))
+            .await
+            .unwrap(),
+        0
+    );
+
+    store.push_message(&queue, b"left").await.unwrap();
+    store.delete_queues(&[&queue], &[&counter]).await.unwrap();
+    assert_eq!(store.queued_messages(&queue).await.unwrap(), 0);
+    assert_eq!(store.add_to_counter(&counter, 0).await.unwrap(), 0);
+
+    // Names are checked before anything reaches the server.
+    assert!(matches!(
+        store.push_message("no spaces", b"x").await,
+        Err(StorageError::InvalidKey { .. })
+    ));
+}
