@@ -91,7 +91,26 @@ http PUT "http://127.0.0.1:$s3_port/wukong-test" || { echo "error: cannot create
 export WUKONG_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export WUKONG_TEST_S3_AUTH_ENDPOINT="http://127.0.0.1:$s3_auth_port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+# Every AWS client gets its credentials from the line above: never ask the
+# instance metadata service (an address outside 127.0.0.0/8).
+export AWS_EC2_METADATA_DISABLED=true
 echo "== moto_server (S3) on 127.0.0.1:$s3_port"
+
+# cargo-lambda (PyPI, prebuilt) as the Lambda API: `watch --only-lambda-apis`
+# serves the Invoke API and the runtime API; the tests start the function
+# processes (`wukong-lambda`) themselves, several at once.
+if ! command -v cargo-lambda >/dev/null 2>&1; then
+  echo "== installing cargo-lambda"
+  python3 -m pip install --quiet cargo-lambda 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages cargo-lambda
+fi
+lambda_port=$(free_port)
+cargo lambda watch --only-lambda-apis --ignore-changes -A 127.0.0.1 -P "$lambda_port" \
+  >"$workdir/cargo-lambda.log" 2>&1 &
+pids+=($!)
+wait_for cargo-lambda 60 python3 -c "import socket; socket.create_connection(('127.0.0.1', $lambda_port), 1)"
+export WUKONG_TEST_LAMBDA_ENDPOINT="http://127.0.0.1:$lambda_port"
+echo "== cargo lambda watch (Lambda API) on 127.0.0.1:$lambda_port"
 
 # `bash scripts/test.sh <cargo test arguments>` runs just those tests against
 # the servers above, e.g. `bash scripts/test.sh -p wukong-storage --all-features`.

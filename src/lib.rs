@@ -24,7 +24,11 @@
 //! # Ok::<(), wukong::Error>(())
 //! ```
 
+#[cfg(feature = "lambda")]
+pub mod lambda;
 mod process;
+#[cfg(feature = "redis")]
+pub mod remote;
 mod runtime;
 pub mod workload;
 

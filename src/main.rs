@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wukong::dag::Operation;
 use wukong::executor::Progress;
 use wukong::storage::StorageError;
-use wukong::workload::{Algorithm, Workload, WorkloadReport};
+use wukong::workload::{Algorithm, Mode, Remote, Workload, WorkloadReport};
 use wukong::{BackendKind, Scheduler};
 
 #[derive(Parser)]
@@ -26,7 +26,39 @@ struct Cli {
 enum Command {
     /// Run a tiled algorithm on random input, time the whole-matrix library call
     /// on the same input, and verify the result.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Host executors for process mode: take invocations from a Redis queue
+    /// and run them, one at a time, until killed.
+    Worker(WorkerArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Threads of this process.
+    Local,
+    /// `wukong worker` processes sharing Redis.
+    Processes,
+    /// AWS Lambda functions (`wukong-lambda`) sharing Redis.
+    Lambda,
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// Redis URL (`redis://[:password@]host:port`, `rediss://` for TLS).
+    #[arg(long, env = "WUKONG_REDIS_URL", hide_env_values = true)]
+    redis: String,
+    /// Keep tiles in this S3 bucket instead of Redis (feature `s3`).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// S3 endpoint other than AWS's.
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// The queue to take invocations from.
+    #[arg(long, default_value = "wukong")]
+    queue: String,
+    /// This worker's number in reports (default: its process id).
+    #[arg(long)]
+    index: Option<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +120,41 @@ struct RunArgs {
     /// redis://127.0.0.1:6379 (needs the `redis` feature).
     #[arg(long, default_value = "memory")]
     store: String,
+    /// Where executors run. `processes` and `lambda` need `--store redis://…`.
+    #[arg(long, value_enum, default_value = "local")]
+    mode: ModeArg,
+    /// Process mode: worker processes to start for this run (0: use workers
+    /// already running against the same Redis and queue).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Process mode: the workers' queue.
+    #[arg(long, default_value = "wukong")]
+    queue: String,
+    /// Lambda mode: the function's name or ARN.
+    #[arg(long, default_value = "wukong-lambda")]
+    function: String,
+    /// Lambda mode: a Lambda API endpoint other than AWS's (e.g. a local emulator).
+    #[arg(long)]
+    lambda_endpoint: Option<String>,
+    /// Lambda mode: the AWS region (default: from the environment or profile).
+    #[arg(long)]
+    region: Option<String>,
+    /// Lambda mode: executors that may run at once.
+    #[arg(long, default_value_t = 1000)]
+    concurrency: u32,
+    /// Remote modes: seconds an executor's lease lasts without renewal before
+    /// its work is invoked again.
+    #[arg(long, default_value_t = 10.0)]
+    lease: f64,
+    /// Remote modes: keep tiles in this S3 bucket instead of Redis.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Remote modes: S3 endpoint other than AWS's.
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// Function size (MB) assumed by the cost estimate.
+    #[arg(long, default_value_t = 2048)]
+    memory: u32,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -105,20 +172,48 @@ struct RunArgs {
 fn main() -> ExitCode {
     wukong::prepare_process();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Run(args) => match run(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error}");
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    eprintln!("  caused by: {cause}");
-                    source = cause.source();
-                }
-                ExitCode::FAILURE
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Worker(args) => worker(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
             }
-        },
+            ExitCode::FAILURE
+        }
     }
+}
+
+#[cfg(feature = "redis")]
+fn worker(args: &WorkerArgs) -> Result<(), wukong::Error> {
+    use wukong::remote::{Connection, Host, ObjectTarget};
+    let objects = ObjectTarget {
+        s3_bucket: args.bucket.clone(),
+        s3_endpoint: args.s3_endpoint.clone(),
+    };
+    let connection = Connection::open(&args.redis, &objects)?;
+    let index = args.index.unwrap_or_else(std::process::id);
+    eprintln!(
+        "wukong worker {index}: taking invocations from queue {} at {}",
+        args.queue,
+        connection.endpoint()
+    );
+    let host = Host::new(connection, index);
+    host.serve_queue(&args.queue, &std::sync::atomic::AtomicBool::new(false))
+}
+
+#[cfg(not(feature = "redis"))]
+fn worker(_: &WorkerArgs) -> Result<(), wukong::Error> {
+    Err(wukong::Error::Storage(StorageError::InvalidConfig {
+        what: "worker",
+        detail: "this build has no Redis support: rebuild with `--features redis`".into(),
+    }))
 }
 
 fn run(args: &RunArgs) -> Result<(), wukong::Error> {
@@ -165,6 +260,32 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
                     detail: format!("{other:?}: use memory or a redis:// URL"),
                 }));
             }
+        },
+        remote: match args.mode {
+            ModeArg::Local => None,
+            mode => Some(Remote {
+                mode: match mode {
+                    ModeArg::Lambda => Mode::Lambda,
+                    _ => Mode::Processes,
+                },
+                workers: args.workers,
+                worker_exe: None,
+                queue: args.queue.clone(),
+                function: args.function.clone(),
+                lambda_endpoint: args.lambda_endpoint.clone(),
+                region: args.region.clone(),
+                concurrency: args.concurrency.max(1),
+                lease: Duration::try_from_secs_f64(args.lease)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_millis(100))
+                    .ok_or_else(|| StorageError::InvalidConfig {
+                        what: "--lease",
+                        detail: format!("{}: give at least 0.1 seconds", args.lease),
+                    })?,
+                s3_bucket: args.bucket.clone(),
+                s3_endpoint: args.s3_endpoint.clone(),
+                memory_mb: args.memory,
+            }),
         },
     };
     let graph = match (&args.dot, &args.gantt) {

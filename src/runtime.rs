@@ -24,6 +24,10 @@ pub enum Error {
     /// A store could not be reached or set up.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Executors in other processes or functions (process and Lambda modes).
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 impl From<ExecError<LinalgError>> for Error {
@@ -37,7 +41,7 @@ impl From<ExecError<LinalgError>> for Error {
 }
 
 /// Connects the math of `wukong-linalg` to the executor.
-struct TileKernels(&'static dyn TileBackend);
+pub(crate) struct TileKernels(pub(crate) &'static dyn TileBackend);
 
 impl Kernels<TileOp> for TileKernels {
     type Value = Tile;
@@ -70,6 +74,9 @@ pub struct Runtime {
     store_name: String,
     /// Drives network stores; shared by clones.
     _io: Option<Arc<tokio::runtime::Runtime>>,
+    #[cfg(feature = "redis")]
+    remote: Option<(crate::remote::Connection, crate::remote::RemoteConfig)>,
+    lambda_memory_mb: u32,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -101,6 +108,9 @@ impl Runtime {
             stores: Stores::memory(),
             store_name: "memory".into(),
             _io: None,
+            #[cfg(feature = "redis")]
+            remote: None,
+            lambda_memory_mb: 2048,
         }
     }
 
@@ -129,15 +139,7 @@ impl Runtime {
     /// clear error if the server cannot be reached.
     #[cfg(feature = "redis")]
     pub fn with_redis(mut self, url: &str) -> Result<Self, Error> {
-        let io = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("wukong-io")
-            .enable_all()
-            .build()
-            .map_err(|e| StorageError::InvalidConfig {
-                what: "async runtime for Redis",
-                detail: e.to_string(),
-            })?;
+        let io = io_runtime()?;
         let store = Arc::new(io.block_on(wukong_storage::RedisStore::connect(url))?);
         self.store_name = store.endpoint().to_owned();
         self.stores = Stores {
@@ -153,6 +155,26 @@ impl Runtime {
     pub fn with_stores(mut self, stores: Stores, name: impl Into<String>) -> Self {
         self.stores = stores;
         self.store_name = name.into();
+        self
+    }
+
+    /// Runs executors in worker processes or Lambda functions reached
+    /// through `connection` (see [`remote`](crate::remote)) instead of threads
+    /// of this process.
+    #[cfg(feature = "redis")]
+    pub fn with_remote(
+        mut self,
+        connection: crate::remote::Connection,
+        config: crate::remote::RemoteConfig,
+    ) -> Self {
+        self.store_name = connection.endpoint().to_owned();
+        self.remote = Some((connection, config));
+        self
+    }
+
+    /// The function size assumed by the cost estimate of each run's report.
+    pub fn with_lambda_memory(mut self, megabytes: u32) -> Self {
+        self.lambda_memory_mb = megabytes.max(128);
         self
     }
 
@@ -270,23 +292,64 @@ impl Runtime {
         result: &TileMap,
         options: &RunOptions<'_>,
     ) -> Result<Computed, Error> {
-        let outcome = Engine::new(self.config.clone()).run(
+        #[cfg(feature = "redis")]
+        let outcome = match &self.remote {
+            Some((connection, remote)) => crate::remote::run_job(
+                &crate::remote::Submission {
+                    connection,
+                    remote,
+                    scheduler: self.config.scheduler,
+                    backend: self.backend,
+                    dag,
+                },
+                inputs,
+            )?,
+            None => self.run_here(dag, inputs, options)?,
+        };
+        #[cfg(not(feature = "redis"))]
+        let outcome = self.run_here(dag, inputs, options)?;
+        let mut report = outcome.report;
+        if report.scheduler != Scheduler::Shared.name() {
+            report.cost = Some(report.estimate_cost(self.lambda_memory_mb));
+        }
+        let matrix = assemble(result, outcome.outputs)?;
+        Ok(Computed {
+            matrix,
+            report,
+            tasks: dag.num_tasks(),
+        })
+    }
+
+    fn run_here(
+        &self,
+        dag: &Dag<TileOp>,
+        inputs: Vec<(DataId, Arc<Tile>)>,
+        options: &RunOptions<'_>,
+    ) -> Result<wukong_executor::RunOutcome<Tile>, Error> {
+        Ok(Engine::new(self.config.clone()).run(
             dag,
             &TileKernels(self.kernels),
             inputs,
             &self.stores,
             options,
-        )?;
-        let matrix = assemble(result, outcome.outputs)?;
-        Ok(Computed {
-            matrix,
-            report: outcome.report,
-            tasks: dag.num_tasks(),
-        })
+        )?)
     }
 }
 
 /// Pairs each tile that a plan reads with its data item.
+/// The async runtime behind network stores: one thread, named `wukong-io`.
+pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, StorageError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("wukong-io")
+        .enable_all()
+        .build()
+        .map_err(|e| StorageError::InvalidConfig {
+            what: "async runtime for the stores",
+            detail: e.to_string(),
+        })
+}
+
 fn tiles_of(map: &TileMap, matrix: &BlockMatrix) -> Vec<(DataId, Arc<Tile>)> {
     map.items
         .iter()

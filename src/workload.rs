@@ -59,6 +59,81 @@ pub struct Workload {
     pub scheduler: Scheduler,
     /// `None` for the in-memory store, or a Redis URL (feature `redis`).
     pub redis: Option<String>,
+    /// Executors in worker processes or Lambda functions, sharing the Redis
+    /// at `redis`; `None` runs them on threads of this process.
+    pub remote: Option<Remote>,
+}
+
+/// Where executors run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Threads of this process (the default).
+    Local,
+    /// `wukong worker` processes taking invocations from a Redis queue.
+    Processes,
+    /// AWS Lambda functions (`wukong-lambda`), invoked asynchronously.
+    Lambda,
+}
+
+/// Settings of a run with remote executors.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// Processes or Lambda.
+    pub mode: Mode,
+    /// Process mode: worker processes this run starts and stops (0: use
+    /// workers started elsewhere against the same Redis).
+    pub workers: usize,
+    /// The `wukong` executable the workers run (`wukong worker`); default:
+    /// this executable.
+    pub worker_exe: Option<std::path::PathBuf>,
+    /// Process mode: the queue workers take invocations from.
+    pub queue: String,
+    /// Lambda mode: the function.
+    pub function: String,
+    /// Lambda mode: a Lambda API endpoint other than AWS's.
+    pub lambda_endpoint: Option<String>,
+    /// Lambda mode: the region (else the standard chain's).
+    pub region: Option<String>,
+    /// Lambda mode: executors that may run at once.
+    pub concurrency: u32,
+    /// Lease length of each executor.
+    pub lease: std::time::Duration,
+    /// Tiles in this S3 bucket instead of Redis.
+    pub s3_bucket: Option<String>,
+    /// A custom S3 endpoint.
+    pub s3_endpoint: Option<String>,
+    /// Function size for the cost estimate, MB.
+    pub memory_mb: u32,
+}
+
+impl Remote {
+    /// Process mode with `workers` workers started by the run.
+    pub fn processes(workers: usize) -> Self {
+        Self {
+            mode: Mode::Processes,
+            workers,
+            worker_exe: None,
+            queue: "wukong".into(),
+            function: "wukong-lambda".into(),
+            lambda_endpoint: None,
+            region: None,
+            concurrency: 1000,
+            lease: std::time::Duration::from_secs(10),
+            s3_bucket: None,
+            s3_endpoint: None,
+            memory_mb: 2048,
+        }
+    }
+
+    /// Lambda mode with `function`.
+    pub fn lambda(function: impl Into<String>) -> Self {
+        Self {
+            mode: Mode::Lambda,
+            function: function.into(),
+            ..Self::processes(0)
+        }
+    }
 }
 
 /// What a workload measured. Field names are part of the CLI's JSON output.
@@ -80,6 +155,8 @@ pub struct WorkloadReport {
     pub backend: &'static str,
     /// Scheduler of the tiled run: `wukong`, `numpywren` or `shared`.
     pub scheduler: &'static str,
+    /// Where the executors ran: local, processes or lambda.
+    pub mode: Mode,
     /// The store: `memory`, or the Redis endpoint without password.
     pub store: String,
     /// Tasks in the graph.
@@ -123,6 +200,8 @@ pub struct WorkloadReport {
     pub store_bytes_written: u64,
     /// Bytes of the inputs put into the store before the run (last run).
     pub staged_bytes: u64,
+    /// Estimated AWS bill of the last tiled run on Lambda with S3.
+    pub cost: Option<wukong_executor::CostEstimate>,
     /// The last tiled run's full report (timeline, per-executor records).
     #[serde(skip)]
     pub run: RunReport,
@@ -148,8 +227,22 @@ impl Workload {
             .with_threads(self.threads)
             .with_scheduler(self.scheduler)
             .with_backend(self.backend)?;
-        if let Some(url) = &self.redis {
-            runtime = with_redis(runtime, url)?;
+        let mut _workers = None;
+        match (&self.remote, &self.redis) {
+            (Some(remote), Some(url)) if remote.mode != Mode::Local => {
+                let (remote_runtime, workers) = with_remote(runtime, url, remote)?;
+                runtime = remote_runtime;
+                _workers = workers;
+            }
+            (Some(remote), None) if remote.mode != Mode::Local => {
+                return Err(wukong_storage::StorageError::InvalidConfig {
+                    what: "remote executors",
+                    detail: "process and Lambda modes share state through Redis: give its URL (--store redis://…)".into(),
+                }
+                .into());
+            }
+            (_, Some(url)) => runtime = with_redis(runtime, url)?,
+            (_, None) => {}
         }
         let options = RunOptions { progress };
         let m = self.m.unwrap_or(self.n);
@@ -203,6 +296,8 @@ impl Workload {
             store_writes: timings.run.io.store_writes,
             store_bytes_written: timings.run.io.store_write_bytes,
             staged_bytes: timings.run.io.staged_bytes,
+            mode: self.remote.as_ref().map_or(Mode::Local, |r| r.mode),
+            cost: timings.run.cost,
             run: timings.run,
         }
     }
@@ -315,6 +410,82 @@ fn with_redis(_: Runtime, _: &str) -> Result<Runtime, Error> {
             detail: "this build has no Redis support: rebuild with `--features redis`".into(),
         },
     ))
+}
+
+/// Worker processes a run started; stopped when dropped.
+#[cfg(feature = "redis")]
+type Workers = crate::remote::WorkerProcesses;
+#[cfg(not(feature = "redis"))]
+type Workers = ();
+
+#[cfg(feature = "redis")]
+fn with_remote(
+    runtime: Runtime,
+    url: &str,
+    remote: &Remote,
+) -> Result<(Runtime, Option<Workers>), Error> {
+    use crate::remote::{Connection, ObjectTarget, RemoteConfig, RemoteError, WorkerProcesses};
+    let objects = ObjectTarget {
+        s3_bucket: remote.s3_bucket.clone(),
+        s3_endpoint: remote.s3_endpoint.clone(),
+    };
+    let connection = Connection::open(url, &objects)?;
+    let mut workers = None;
+    let (connection, mut config) = match remote.mode {
+        #[cfg(feature = "lambda")]
+        Mode::Lambda => {
+            let client = connection
+                .runtime()
+                .block_on(crate::lambda::LambdaClient::connect(
+                    remote.region.clone(),
+                    remote.lambda_endpoint.clone(),
+                ));
+            (
+                connection.with_lambda(client),
+                RemoteConfig::lambda(remote.function.clone(), remote.concurrency),
+            )
+        }
+        #[cfg(not(feature = "lambda"))]
+        Mode::Lambda => {
+            return Err(RemoteError::Setup {
+                what: "Lambda mode",
+                detail: "this build has no Lambda support: rebuild with `--features lambda`".into(),
+            }
+            .into());
+        }
+        Mode::Processes | Mode::Local => {
+            if remote.workers > 0 {
+                let exe = match &remote.worker_exe {
+                    Some(exe) => exe.clone(),
+                    None => std::env::current_exe().map_err(|e| RemoteError::Setup {
+                        what: "finding the wukong executable for the workers",
+                        detail: e.to_string(),
+                    })?,
+                };
+                workers = Some(WorkerProcesses::spawn(
+                    &exe,
+                    remote.workers,
+                    url,
+                    &objects,
+                    &remote.queue,
+                    &[],
+                )?);
+            }
+            (connection, RemoteConfig::processes(remote.queue.clone()))
+        }
+    };
+    config.lease = remote.lease;
+    Ok((
+        runtime
+            .with_remote(connection, config)
+            .with_lambda_memory(remote.memory_mb),
+        workers,
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_remote(_: Runtime, url: &str, _: &Remote) -> Result<(Runtime, Option<Workers>), Error> {
+    with_redis(Runtime::new(), url).map(|r| (r, None))
 }
 
 fn median(values: &[f64]) -> f64 {

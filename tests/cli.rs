@@ -205,3 +205,54 @@ fn a_bad_store_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `--mode processes` starts its own workers against the suite's Redis.
+#[cfg(feature = "redis")]
+#[test]
+fn process_mode_from_the_command_line() {
+    let url = std::env::var("WUKONG_TEST_REDIS_URL")
+        .expect("WUKONG_TEST_REDIS_URL is not set: run the suite with `bash scripts/test.sh`");
+    let queue = wukong::storage::JobId::unique("cli-queue")
+        .unwrap()
+        .to_string();
+    for (algorithm, scheduler) in [("cholesky", "wukong"), ("gemm", "numpywren")] {
+        let out = wukong(&[
+            "run",
+            algorithm,
+            "--n",
+            "200",
+            "--tile",
+            "64",
+            "--mode",
+            "processes",
+            "--workers",
+            "2",
+            "--queue",
+            &queue,
+            "--scheduler",
+            scheduler,
+            "--store",
+            &url,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["mode"], "processes");
+        assert_eq!(json["scheduler"], scheduler);
+        assert!(json["residual"].as_f64().unwrap() < 1e-12, "{json}");
+        assert!(json["executors"].as_u64().unwrap() >= 1, "{json}");
+        assert!(json["cost"]["total_usd"].as_f64().unwrap() > 0.0, "{json}");
+    }
+    // Remote modes need Redis.
+    let out = wukong(&["run", "gemm", "--n", "10", "--mode", "processes"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Redis"));
+    // A worker pointed at nothing says so and stops.
+    let out = wukong(&["worker", "--redis", "redis://127.0.0.1:1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+}

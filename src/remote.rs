@@ -1,0 +1,1192 @@
+//! Executors in other processes: worker processes that take invocations from
+//! a Redis queue, and AWS Lambda functions (feature `lambda`). Both share
+//! Redis (arrivals, leases, messages, and objects unless S3 is given) and run
+//! the same executor loop as local mode ([`Engine::run_executor`]).
+//!
+//! A job goes like this:
+//! 1. the driver stores the job's spec (the graph, backend, scheduler, lease
+//!    length, where to invoke) once at `<job>/spec`, and the input tiles;
+//! 2. it invokes the graph's sources: an [`Invocation`] (job, task, attempt)
+//!    pushed to the workers' queue, or sent as an asynchronous Lambda event;
+//! 3. each invoked executor takes the claim `start/<task>/<attempt>` (so a
+//!    duplicated event runs once) and the lease `x/<task>`, which a thread
+//!    renews while it runs; it loads the spec (cached per job by a warm
+//!    worker), runs, becomes and invokes, releases the lease and pushes its
+//!    report to `<job>.reports`;
+//! 4. the executor that finishes the last task pushes `done` to `<job>.done`,
+//!    where the driver waits (a blocking pop, no busy polling); a failing
+//!    executor pushes the error there instead;
+//! 5. between messages the driver looks for expired leases: an executor that
+//!    died (a killed worker, a lost Lambda) stops renewing, and its start task
+//!    is invoked again with the next attempt number. Tasks are deterministic
+//!    and outputs single-assignment, so running part of the graph twice
+//!    cannot change a result.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use wukong_dag::{Dag, DataId, TaskId};
+use wukong_executor::{
+    Dispatcher, Engine, EngineConfig, ExecutorRecord, ExecutorReport, ExecutorSlot, InvokeError,
+    IoReport, RunOutcome, RunReport, Scheduler, Stores, TaskRecord, WorkerCache,
+};
+use wukong_linalg::{BackendKind, Tile, TileOp};
+use wukong_storage::{
+    Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, RedisStore, StorageError,
+};
+
+use crate::Error;
+use crate::runtime::TileKernels;
+
+/// Largest invocation payload sent or accepted. An invocation names a job,
+/// a task and an attempt: a few hundred bytes; anything near this size is
+/// not ours.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
+
+/// Version of the payload and spec formats.
+const FORMAT: u32 = 1;
+
+/// What went wrong outside this process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// An invocation payload was rejected; nothing ran.
+    #[error("rejected invocation payload: {reason}")]
+    Payload {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The job named by an invocation has no spec in the store.
+    #[error("job {job} is unknown to this store (finished, deleted, or never submitted): {detail}")]
+    UnknownJob {
+        /// The job.
+        job: String,
+        /// What the store said.
+        detail: String,
+    },
+    /// An executor of the job failed; the job was stopped.
+    #[error("executor at task {task} failed: {message}")]
+    Executor {
+        /// The task it started with.
+        task: u32,
+        /// Its error.
+        message: String,
+    },
+    /// The platform refused an invocation.
+    #[error("an executor could not be started: {message}")]
+    Invocation {
+        /// The platform's answer.
+        message: String,
+    },
+    /// No executor started within the time allowed.
+    #[error(
+        "no executor started within {seconds} s: is a worker (`wukong worker --redis …`) or the Lambda function running against this Redis?"
+    )]
+    NoExecutors {
+        /// The time allowed.
+        seconds: u64,
+    },
+    /// The job did not finish within the time allowed.
+    #[error("the job did not finish within {seconds} s ({started} executors started)")]
+    TimedOut {
+        /// The time allowed.
+        seconds: u64,
+        /// Executors that started.
+        started: i64,
+    },
+    /// A worker process could not be started or a message not encoded.
+    #[error("{what}: {detail}")]
+    Setup {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// One invocation: start an executor of `job` at `task`. `attempt` counts
+/// re-invocations after an executor was lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invocation {
+    /// Format version.
+    pub wukong: u32,
+    /// The job.
+    pub job: String,
+    /// The task the executor starts with.
+    pub task: u32,
+    /// 0 for the first invocation of this start, then 1, 2, …
+    pub attempt: u32,
+}
+
+impl Invocation {
+    /// The invocation of `task` in `job`.
+    pub fn new(job: &JobId, task: TaskId, attempt: u32) -> Self {
+        Self {
+            wukong: FORMAT,
+            job: job.as_str().to_owned(),
+            task: task.0,
+            attempt,
+        }
+    }
+
+    /// The JSON payload, checked against [`MAX_PAYLOAD_BYTES`] before sending.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RemoteError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| RemoteError::Payload {
+            reason: e.to_string(),
+        })?;
+        if bytes.len() > MAX_PAYLOAD_BYTES {
+            return Err(RemoteError::Payload {
+                reason: format!(
+                    "{} bytes, more than the limit of {MAX_PAYLOAD_BYTES}",
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Checks and decodes a payload: size, JSON shape, format version, job id.
+    pub fn parse(bytes: &[u8]) -> Result<(Self, JobId), RemoteError> {
+        if bytes.len() > MAX_PAYLOAD_BYTES {
+            return Err(RemoteError::Payload {
+                reason: format!(
+                    "{} bytes, more than the limit of {MAX_PAYLOAD_BYTES}",
+                    bytes.len()
+                ),
+            });
+        }
+        let invocation: Self = serde_json::from_slice(bytes).map_err(|e| RemoteError::Payload {
+            reason: format!("not a wukong invocation: {e}"),
+        })?;
+        if invocation.wukong != FORMAT {
+            return Err(RemoteError::Payload {
+                reason: format!(
+                    "format {} but this executor speaks format {FORMAT}",
+                    invocation.wukong
+                ),
+            });
+        }
+        let job = JobId::new(invocation.job.clone()).map_err(|e| RemoteError::Payload {
+            reason: e.to_string(),
+        })?;
+        Ok((invocation, job))
+    }
+}
+
+/// Where executors of a job are started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// Worker processes taking invocations from this queue.
+    Queue {
+        /// The queue's name.
+        name: String,
+    },
+    /// A Lambda function.
+    Lambda {
+        /// The function's name or ARN.
+        function: String,
+        /// How many executors may run at once.
+        concurrency: u32,
+    },
+}
+
+/// What every executor of a job needs to know, stored once per job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct JobSpec {
+    format: u32,
+    backend: String,
+    scheduler: String,
+    cache_bytes: u64,
+    lease_ms: u64,
+    target: Target,
+    duplicate_invocations: bool,
+    dag: Vec<u8>,
+}
+
+/// A message on a job's `done` queue.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Outcome {
+    Done,
+    Failed { task: u32, message: String },
+    Unsent { message: String },
+}
+
+/// A message on a job's `reports` queue.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReportMessage {
+    started_unix_ms: u64,
+    report: ExecutorReport,
+}
+
+fn done_queue(job: &JobId) -> String {
+    format!("{job}.done")
+}
+
+fn reports_queue(job: &JobId) -> String {
+    format!("{job}.reports")
+}
+
+fn started_counter(job: &JobId) -> String {
+    format!("{job}.started")
+}
+
+fn idle_set(queue: &str) -> String {
+    format!("{queue}.idle")
+}
+
+/// How long a worker waits on its queue before renewing its idle mark.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+fn lease_name(task: TaskId) -> String {
+    format!("x/{}", task.0)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The CA named by `WUKONG_REDIS_CA`, for `rediss://` URLs.
+fn ca_from_env(redis_url: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    match std::env::var_os("WUKONG_REDIS_CA") {
+        Some(path) if !path.is_empty() && redis_url.starts_with("rediss://") => {
+            std::fs::read(&path)
+                .map(Some)
+                .map_err(|e| StorageError::InvalidConfig {
+                    what: "WUKONG_REDIS_CA",
+                    detail: format!("{}: {e}", Path::new(&path).display()),
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
+fn setup(what: &'static str) -> impl Fn(String) -> RemoteError {
+    move |detail| RemoteError::Setup { what, detail }
+}
+
+/// Shared state of a remote deployment: Redis, optionally S3 for objects,
+/// and the async runtime that drives them.
+#[derive(Clone)]
+pub struct Connection {
+    redis: Arc<RedisStore>,
+    stores: Stores,
+    runtime: tokio::runtime::Handle,
+    _io: Option<Arc<tokio::runtime::Runtime>>,
+    #[cfg(feature = "lambda")]
+    lambda: Option<crate::lambda::LambdaClient>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("redis", &self.redis.endpoint())
+            .finish()
+    }
+}
+
+/// Where a deployment keeps its objects.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectTarget {
+    /// An S3 bucket for tiles (feature `s3`); `None` keeps them in Redis.
+    pub s3_bucket: Option<String>,
+    /// A custom S3 endpoint (e.g. a local server); `None` for AWS.
+    pub s3_endpoint: Option<String>,
+}
+
+impl Connection {
+    /// Connects to Redis at `redis_url` and, if `objects` names a bucket, S3,
+    /// on a private async runtime. A `rediss://` server whose certificate is
+    /// signed by a private CA is trusted when `WUKONG_REDIS_CA` names that
+    /// CA's PEM file.
+    pub fn open(redis_url: &str, objects: &ObjectTarget) -> Result<Self, Error> {
+        let pem = ca_from_env(redis_url)?;
+        Self::open_private(redis_url, pem.as_deref(), objects)
+    }
+
+    /// Like [`open`](Self::open), trusting the PEM-encoded CA `root_certificate`
+    /// for a `rediss://` server.
+    pub fn open_with_root_certificate(
+        redis_url: &str,
+        root_certificate: &[u8],
+        objects: &ObjectTarget,
+    ) -> Result<Self, Error> {
+        Self::open_private(redis_url, Some(root_certificate), objects)
+    }
+
+    fn open_private(
+        redis_url: &str,
+        root_certificate: Option<&[u8]>,
+        objects: &ObjectTarget,
+    ) -> Result<Self, Error> {
+        let io = crate::runtime::io_runtime()?;
+        let mut connection =
+            Self::connect(io.handle().clone(), redis_url, root_certificate, objects)?;
+        connection._io = Some(Arc::new(io));
+        Ok(connection)
+    }
+
+    /// Like [`open`](Self::open) on an existing multi-threaded runtime; call
+    /// it outside that runtime's threads (or from `spawn_blocking`).
+    pub fn open_on(
+        runtime: tokio::runtime::Handle,
+        redis_url: &str,
+        objects: &ObjectTarget,
+    ) -> Result<Self, Error> {
+        let pem = ca_from_env(redis_url)?;
+        Self::connect(runtime, redis_url, pem.as_deref(), objects)
+    }
+
+    fn connect(
+        runtime: tokio::runtime::Handle,
+        redis_url: &str,
+        root_certificate: Option<&[u8]>,
+        objects: &ObjectTarget,
+    ) -> Result<Self, Error> {
+        let redis = match root_certificate {
+            Some(pem) => {
+                runtime.block_on(RedisStore::connect_with_root_certificate(redis_url, pem))?
+            }
+            None => runtime.block_on(RedisStore::connect(redis_url))?,
+        };
+        let redis = Arc::new(redis);
+        let object_store: Arc<dyn ObjectStore> = match &objects.s3_bucket {
+            None => Arc::clone(&redis) as Arc<dyn ObjectStore>,
+            #[cfg(feature = "s3")]
+            Some(bucket) => {
+                let mut config = wukong_storage::S3Config::new(bucket.clone());
+                if let Some(endpoint) = &objects.s3_endpoint {
+                    config.endpoint = Some(endpoint.clone());
+                    config.path_style = true;
+                }
+                Arc::new(runtime.block_on(wukong_storage::S3Store::connect(config))?)
+            }
+            #[cfg(not(feature = "s3"))]
+            Some(_) => {
+                return Err(StorageError::InvalidConfig {
+                    what: "S3",
+                    detail: "this build has no S3 support: build with `--features s3`".into(),
+                }
+                .into());
+            }
+        };
+        Ok(Self {
+            stores: Stores {
+                objects: object_store,
+                coordinator: Arc::clone(&redis) as Arc<dyn Coordinator>,
+                runtime: Some(runtime.clone()),
+            },
+            redis,
+            runtime,
+            _io: None,
+            #[cfg(feature = "lambda")]
+            lambda: None,
+        })
+    }
+
+    /// Invokes Lambda functions through `client` (feature `lambda`).
+    #[cfg(feature = "lambda")]
+    pub fn with_lambda(mut self, client: crate::lambda::LambdaClient) -> Self {
+        self.lambda = Some(client);
+        self
+    }
+
+    /// The async runtime the stores run on.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// The Redis server, without credentials.
+    pub fn endpoint(&self) -> &str {
+        self.redis.endpoint()
+    }
+
+    fn block<T>(
+        &self,
+        future: impl std::future::Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        self.runtime.block_on(future)
+    }
+
+    fn push_outcome(&self, job: &JobId, outcome: &Outcome) -> Result<(), InvokeError> {
+        let message = serde_json::to_vec(outcome).map_err(|e| InvokeError {
+            platform: "redis",
+            detail: e.to_string(),
+        })?;
+        self.block(self.redis.push_message(&done_queue(job), &message))
+            .map_err(|e| InvokeError {
+                platform: "redis",
+                detail: e.to_string(),
+            })
+    }
+
+    fn invoke(&self, target: &Target, invocation: &Invocation) -> Result<(), InvokeError> {
+        let payload = invocation.to_bytes().map_err(|e| InvokeError {
+            platform: "payload",
+            detail: e.to_string(),
+        })?;
+        match target {
+            Target::Queue { name } => {
+                self.block(self.redis.push_message(name, &payload))
+                    .map_err(|e| InvokeError {
+                        platform: "processes",
+                        detail: e.to_string(),
+                    })
+            }
+            #[cfg(feature = "lambda")]
+            Target::Lambda { function, .. } => match &self.lambda {
+                Some(client) => {
+                    let failure = crate::lambda::FailureReport {
+                        redis: Arc::clone(&self.redis),
+                        queue: format!("{}.done", invocation.job),
+                        message: failed_invocation,
+                    };
+                    client.invoke(&self.runtime, function, payload, failure)
+                }
+                None => Err(InvokeError {
+                    platform: "lambda",
+                    detail: "no Lambda client configured".into(),
+                }),
+            },
+            #[cfg(not(feature = "lambda"))]
+            Target::Lambda { .. } => Err(InvokeError {
+                platform: "lambda",
+                detail: "this build has no Lambda support: build with `--features lambda`".into(),
+            }),
+        }
+    }
+
+    fn spare_capacity(&self, target: &Target) -> usize {
+        match target {
+            Target::Queue { name } => {
+                let idle = self.block(self.redis.present(&idle_set(name), IDLE_WAIT * 3));
+                let queued = self.block(self.redis.queued_messages(name));
+                match (idle, queued) {
+                    (Ok(idle), Ok(queued)) => idle.saturating_sub(queued) as usize,
+                    _ => 0,
+                }
+            }
+            Target::Lambda { concurrency, .. } => *concurrency as usize,
+        }
+    }
+}
+
+/// The outcome message of a job whose invocation failed.
+#[cfg(feature = "lambda")]
+fn failed_invocation(detail: String) -> Vec<u8> {
+    serde_json::to_vec(&Outcome::Unsent {
+        message: detail.clone(),
+    })
+    .unwrap_or_else(|_| detail.into_bytes())
+}
+
+/// Starts executors of one job for an executor or the driver.
+struct JobDispatcher<'a> {
+    connection: &'a Connection,
+    job: &'a JobId,
+    target: &'a Target,
+    /// Send every invocation twice, as an at-least-once platform may.
+    duplicate: bool,
+}
+
+impl Dispatcher for JobDispatcher<'_> {
+    fn invoke(&self, task: TaskId, _priority: f64) -> Result<(), InvokeError> {
+        let invocation = Invocation::new(self.job, task, 0);
+        for _ in 0..1 + usize::from(self.duplicate) {
+            self.connection.invoke(self.target, &invocation)?;
+        }
+        Ok(())
+    }
+
+    fn spare_capacity(&self) -> usize {
+        self.connection.spare_capacity(self.target)
+    }
+
+    fn finished(&self) -> Result<(), InvokeError> {
+        self.connection.push_outcome(self.job, &Outcome::Done)
+    }
+}
+
+/// A job as a worker holds it: decoded once, kept while warm.
+struct LoadedJob {
+    spec: JobSpec,
+    dag: Dag<TileOp>,
+    kernels: TileKernels,
+    engine: Engine,
+}
+
+/// What a worker did with one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// An executor ran this many tasks.
+    Ran {
+        /// Tasks it ran.
+        tasks: usize,
+    },
+    /// The same invocation ran elsewhere (a duplicated event), or a live
+    /// executor holds this start: nothing was done.
+    Duplicate,
+    /// The executor failed; the error went to the driver.
+    Failed {
+        /// The error.
+        message: String,
+    },
+}
+
+/// Hosts executors in a worker process or a Lambda container: one at a time,
+/// with a tile cache and decoded jobs kept between invocations.
+pub struct Host {
+    connection: Connection,
+    worker: u32,
+    jobs: Mutex<Vec<(JobId, Arc<LoadedJob>)>>,
+    cache: Mutex<WorkerCache<Tile>>,
+    executors: AtomicU32,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("connection", &self.connection)
+            .field("worker", &self.worker)
+            .finish()
+    }
+}
+
+/// Jobs a warm worker keeps decoded.
+const WARM_JOBS: usize = 4;
+
+impl Host {
+    /// A host numbered `worker` (for reports) on `connection`.
+    pub fn new(connection: Connection, worker: u32) -> Self {
+        let nonce = (unix_ms() as u32).wrapping_mul(2_654_435_761) ^ std::process::id();
+        Self {
+            connection,
+            worker,
+            jobs: Mutex::new(Vec::new()),
+            cache: Mutex::new(WorkerCache::new()),
+            executors: AtomicU32::new(nonce & 0x7fff_0000),
+        }
+    }
+
+    fn job(&self, job: &JobId) -> Result<Arc<LoadedJob>, RemoteError> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, loaded)) = jobs.iter().find(|(id, _)| id == job) {
+            return Ok(Arc::clone(loaded));
+        }
+        let unknown = |detail: String| RemoteError::UnknownJob {
+            job: job.to_string(),
+            detail,
+        };
+        let key = job.key("spec").map_err(|e| unknown(e.to_string()))?;
+        let bytes = self
+            .connection
+            .block(self.connection.stores.objects.get(&key))
+            .map_err(|e| unknown(e.to_string()))?;
+        let spec: JobSpec = postcard::from_bytes(&bytes)
+            .map_err(|e| unknown(format!("its spec does not decode: {e}")))?;
+        if spec.format != FORMAT {
+            return Err(unknown(format!(
+                "spec format {} is not {FORMAT}",
+                spec.format
+            )));
+        }
+        let dag = Dag::<TileOp>::from_bytes(&spec.dag).map_err(|e| unknown(e.to_string()))?;
+        let backend: BackendKind = spec.backend.parse().map_err(unknown)?;
+        let scheduler: Scheduler = spec.scheduler.parse().map_err(unknown)?;
+        let kernels = TileKernels(backend.kernels().map_err(|e| unknown(e.to_string()))?);
+        let mut config = EngineConfig::new(1);
+        config.scheduler = scheduler;
+        config.cache_bytes = spec.cache_bytes;
+        let loaded = Arc::new(LoadedJob {
+            spec: JobSpec {
+                dag: Vec::new(),
+                ..spec
+            },
+            dag,
+            kernels,
+            engine: Engine::new(config),
+        });
+        if jobs.len() == WARM_JOBS {
+            jobs.remove(0);
+        }
+        jobs.push((job.clone(), Arc::clone(&loaded)));
+        Ok(loaded)
+    }
+
+    /// Runs one invocation: checks the payload, skips duplicates, holds the
+    /// start's lease while the executor runs, and reports to the driver.
+    /// Returns an error only when the payload is rejected or the job unknown
+    /// (nothing ran; nothing is sent to any job's queues).
+    pub fn handle(&self, payload: &[u8]) -> Result<Handled, RemoteError> {
+        let (invocation, job) = Invocation::parse(payload)?;
+        let loaded = self.job(&job)?;
+        let task = TaskId(invocation.task);
+        if task.index() >= loaded.dag.num_tasks() {
+            return Err(RemoteError::Payload {
+                reason: format!(
+                    "task {task} does not exist: job {job} has {} tasks",
+                    loaded.dag.num_tasks()
+                ),
+            });
+        }
+        let executor = self.executors.fetch_add(1, Ordering::Relaxed);
+        let holder = format!("a{}.w{}.e{executor}", invocation.attempt, self.worker);
+        let coordinator = &self.connection.stores.coordinator;
+        let start_claim = format!("start/{}/{}", task.0, invocation.attempt);
+        let lease = lease_name(task);
+        let ttl = Duration::from_millis(loaded.spec.lease_ms);
+        let setup_failed = |e: StorageError| self.fail(&job, task, e.to_string());
+        let winner = match self
+            .connection
+            .block(coordinator.claim(&job, &start_claim, &holder))
+        {
+            Ok(winner) => winner,
+            Err(e) => return Ok(setup_failed(e)),
+        };
+        if winner != holder {
+            return Ok(Handled::Duplicate);
+        }
+        match self
+            .connection
+            .block(coordinator.acquire(&job, &lease, &holder, ttl))
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(Handled::Duplicate),
+            Err(e) => return Ok(setup_failed(e)),
+        }
+        if let Err(e) = self.connection.block(
+            self.connection
+                .redis
+                .add_to_counter(&started_counter(&job), 1),
+        ) {
+            return Ok(setup_failed(e));
+        }
+        let started_unix_ms = unix_ms();
+        let dispatcher = JobDispatcher {
+            connection: &self.connection,
+            job: &job,
+            target: &loaded.spec.target,
+            duplicate: loaded.spec.duplicate_invocations,
+        };
+        let result = {
+            let _renewal = Renewal::start(&self.connection, &job, &lease, &holder, ttl);
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            loaded.engine.run_executor(
+                &loaded.dag,
+                &loaded.kernels,
+                &self.connection.stores,
+                &job,
+                task,
+                ExecutorSlot {
+                    executor,
+                    worker: self.worker,
+                },
+                &mut cache,
+                &dispatcher,
+            )
+        };
+        // A function must not be frozen before the invocations it made have left.
+        #[cfg(feature = "lambda")]
+        if let Some(client) = &self.connection.lambda {
+            client.settle(Duration::from_millis(500));
+        }
+        let release = self
+            .connection
+            .block(coordinator.release(&job, &lease, &holder));
+        let report = match (result, release) {
+            (Ok(report), Ok(())) => report,
+            (Err(e), _) => return Ok(self.fail(&job, task, crate::Error::from(e).to_string())),
+            (Ok(_), Err(e)) => return Ok(self.fail(&job, task, e.to_string())),
+        };
+        let tasks = report.tasks.len();
+        let message = ReportMessage {
+            started_unix_ms,
+            report,
+        };
+        // A lost report only thins the driver's timeline; the job is unharmed.
+        if let Ok(bytes) = serde_json::to_vec(&message) {
+            let _ = self.connection.block(
+                self.connection
+                    .redis
+                    .push_message(&reports_queue(&job), &bytes),
+            );
+        }
+        Ok(Handled::Ran { tasks })
+    }
+
+    fn fail(&self, job: &JobId, task: TaskId, message: String) -> Handled {
+        let outcome = Outcome::Failed {
+            task: task.0,
+            message: message.clone(),
+        };
+        let _ = self.connection.push_outcome(job, &outcome);
+        Handled::Failed { message }
+    }
+
+    /// A worker process's loop: takes invocations from `queue` until
+    /// `stop` is set, one executor at a time. Marks itself idle while it
+    /// waits, so that executors know how many more can start at once.
+    pub fn serve_queue(&self, queue: &str, stop: &AtomicBool) -> Result<(), Error> {
+        let redis = &self.connection.redis;
+        let mut listener = self.connection.block(redis.listener())?;
+        let idle = idle_set(queue);
+        let me = format!("w{}.{}", self.worker, std::process::id());
+        while !stop.load(Ordering::Relaxed) {
+            self.connection
+                .block(redis.mark_present(&idle, &me, true))?;
+            let popped = self.connection.block(listener.pop(&[queue], IDLE_WAIT));
+            self.connection
+                .block(redis.mark_present(&idle, &me, false))?;
+            let Some((_, payload)) = popped? else {
+                continue;
+            };
+            match self.handle(&payload) {
+                Ok(Handled::Failed { message }) => {
+                    eprintln!("wukong worker: executor failed: {message}")
+                }
+                Ok(_) => {}
+                Err(error) => eprintln!("wukong worker: {error}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renews a lease from a thread of its own until dropped.
+struct Renewal {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renewal {
+    fn start(
+        connection: &Connection,
+        job: &JobId,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (connection, job, name, holder) = (
+            connection.clone(),
+            job.clone(),
+            name.to_owned(),
+            holder.to_owned(),
+        );
+        let every = ttl / 3;
+        let thread = std::thread::Builder::new()
+            .name("wukong-lease".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let coordinator = &connection.stores.coordinator;
+                    match connection.block(coordinator.renew(&job, &name, &holder, ttl)) {
+                        Ok(true) => {}
+                        Ok(false) => eprintln!(
+                            "wukong: lease {name} of job {job} was lost; the work may run twice, harmlessly"
+                        ),
+                        Err(e) => eprintln!("wukong: cannot renew lease {name} of job {job}: {e}"),
+                    }
+                }
+            })
+            .ok();
+        Self {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// How the driver runs jobs remotely.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// Where executors start.
+    pub target: Target,
+    /// Lease length; an executor silent this long is presumed dead and its
+    /// start invoked again.
+    pub lease: Duration,
+    /// Time allowed for the first executor to start.
+    pub start_timeout: Duration,
+    /// Time allowed for the whole job.
+    pub job_timeout: Duration,
+    /// Tile cache of each executor.
+    pub cache_bytes: u64,
+    /// Fault injection: send every invocation twice, as Lambda may deliver
+    /// an asynchronous event more than once. Results must not change.
+    pub duplicate_invocations: bool,
+}
+
+impl RemoteConfig {
+    /// Worker processes on `queue`, 10 s leases.
+    pub fn processes(queue: impl Into<String>) -> Self {
+        Self {
+            target: Target::Queue { name: queue.into() },
+            lease: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(60),
+            job_timeout: Duration::from_secs(24 * 3600),
+            cache_bytes: 4 << 30,
+            duplicate_invocations: false,
+        }
+    }
+
+    /// The Lambda function `function`, at most `concurrency` executors at once.
+    pub fn lambda(function: impl Into<String>, concurrency: u32) -> Self {
+        Self {
+            target: Target::Lambda {
+                function: function.into(),
+                concurrency,
+            },
+            start_timeout: Duration::from_secs(300),
+            ..Self::processes("unused")
+        }
+    }
+}
+
+/// Runs `dag` remotely: stores the spec and inputs, invokes the sources,
+/// waits for the end (re-invoking the starts of executors whose lease
+/// expired), reads the outputs and gathers the executors' reports. The job's
+/// objects, arrivals, leases and queues are removed afterwards, also when it
+/// fails.
+pub(crate) fn run_job(
+    job: &Submission<'_>,
+    inputs: Vec<(DataId, Arc<Tile>)>,
+) -> Result<RunOutcome<Tile>, Error> {
+    let Submission {
+        connection,
+        scheduler,
+        ..
+    } = *job;
+    if scheduler == Scheduler::Shared {
+        return Err(RemoteError::Setup {
+            what: "scheduler",
+            detail: "the shared scheduler needs one process; use wukong or numpywren".into(),
+        }
+        .into());
+    }
+    let id = JobId::unique("job")?;
+    let result = drive(job, inputs, &id);
+    let job = id;
+    let redis = &connection.redis;
+    let _ = connection.block(async {
+        connection.stores.objects.delete_job(&job).await?;
+        connection.stores.coordinator.clear_job(&job).await?;
+        redis
+            .delete_queues(
+                &[&done_queue(&job), &reports_queue(&job)],
+                &[&started_counter(&job)],
+            )
+            .await
+    });
+    result
+}
+
+/// A graph to run remotely, and how.
+#[derive(Clone, Copy)]
+pub(crate) struct Submission<'a> {
+    pub(crate) connection: &'a Connection,
+    pub(crate) remote: &'a RemoteConfig,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) backend: BackendKind,
+    pub(crate) dag: &'a Dag<TileOp>,
+}
+
+fn drive(
+    submission: &Submission<'_>,
+    inputs: Vec<(DataId, Arc<Tile>)>,
+    job: &JobId,
+) -> Result<RunOutcome<Tile>, Error> {
+    let Submission {
+        connection,
+        remote,
+        scheduler,
+        backend,
+        dag,
+    } = *submission;
+    let mut config = EngineConfig::new(1);
+    config.scheduler = scheduler;
+    config.cache_bytes = remote.cache_bytes;
+    let engine = Engine::new(config);
+    let spec = JobSpec {
+        format: FORMAT,
+        backend: backend.name().into(),
+        scheduler: scheduler.name().into(),
+        cache_bytes: remote.cache_bytes,
+        lease_ms: remote.lease.as_millis().max(100) as u64,
+        target: remote.target.clone(),
+        duplicate_invocations: remote.duplicate_invocations,
+        dag: dag
+            .to_bytes()
+            .map_err(|e| setup("encoding the graph")(e.to_string()))?,
+    };
+    let spec_bytes =
+        postcard::to_stdvec(&spec).map_err(|e| setup("encoding the job spec")(e.to_string()))?;
+    let spec_key = job.key("spec")?;
+    connection.block(connection.stores.objects.put(
+        &spec_key,
+        spec_bytes.into(),
+        PutMode::Create,
+    ))?;
+    let staged = engine.stage(dag, inputs, &connection.stores, job)?;
+    let mut listener = connection.block(connection.redis.listener())?;
+
+    let start = Instant::now();
+    let start_unix_ms = unix_ms();
+    let dispatcher = JobDispatcher {
+        connection,
+        job,
+        target: &remote.target,
+        duplicate: remote.duplicate_invocations,
+    };
+    let mut invocations = 0u64;
+    for task in dag.sources() {
+        dispatcher
+            .invoke(task, 0.0)
+            .map_err(|source| wukong_executor::ExecError::Invoke { task, source })?;
+        invocations += 1;
+    }
+    if dag.num_tasks() == 0 {
+        connection
+            .push_outcome(job, &Outcome::Done)
+            .map_err(|e| setup("redis")(e.to_string()))?;
+    }
+    let poll = (remote.lease / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    // Starts invoked again after their lease expired: attempt sent, and when.
+    let mut retried: HashMap<u32, (u32, Instant)> = HashMap::new();
+    let done_queue = done_queue(job);
+    loop {
+        let popped = connection.block(listener.pop(&[&done_queue], poll))?;
+        if let Some((_, message)) = popped {
+            match serde_json::from_slice::<Outcome>(&message) {
+                Ok(Outcome::Done) => break,
+                Ok(Outcome::Failed { task, message }) => {
+                    return Err(RemoteError::Executor { task, message }.into());
+                }
+                Ok(Outcome::Unsent { message }) => {
+                    return Err(RemoteError::Invocation { message }.into());
+                }
+                Err(e) => {
+                    return Err(setup("a message on the job's queue")(e.to_string()).into());
+                }
+            }
+        }
+        let started =
+            connection.block(connection.redis.add_to_counter(&started_counter(job), 0))?;
+        if started == 0 && start.elapsed() > remote.start_timeout {
+            return Err(RemoteError::NoExecutors {
+                seconds: remote.start_timeout.as_secs(),
+            }
+            .into());
+        }
+        if start.elapsed() > remote.job_timeout {
+            return Err(RemoteError::TimedOut {
+                seconds: remote.job_timeout.as_secs(),
+                started,
+            }
+            .into());
+        }
+        for lease in connection.block(connection.stores.coordinator.expired(job))? {
+            let Some(task) = lease
+                .name
+                .strip_prefix("x/")
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let attempt = lease
+                .holder
+                .strip_prefix('a')
+                .and_then(|h| h.split('.').next())
+                .and_then(|a| a.parse::<u32>().ok())
+                .unwrap_or(0);
+            // A re-invocation that has not taken the lease yet gets time to start.
+            if let Some(&(sent, when)) = retried.get(&task) {
+                let grace = remote.lease * 3 + remote.start_timeout.min(Duration::from_secs(30));
+                if sent > attempt && when.elapsed() < grace {
+                    continue;
+                }
+            }
+            let next = retried
+                .get(&task)
+                .map_or(attempt, |&(sent, _)| sent.max(attempt))
+                + 1;
+            eprintln!(
+                "wukong: the executor {} of task {task} stopped renewing its lease; invoking attempt {next}",
+                lease.holder
+            );
+            connection
+                .invoke(&remote.target, &Invocation::new(job, TaskId(task), next))
+                .map_err(|source| wukong_executor::ExecError::Invoke {
+                    task: TaskId(task),
+                    source,
+                })?;
+            invocations += 1;
+            retried.insert(task, (next, Instant::now()));
+        }
+    }
+    let wall = start.elapsed();
+    let outputs = engine.collect(dag, &connection.stores, job)?;
+    let mut report = gather_reports(connection, job, &mut listener, start_unix_ms)?;
+    report.scheduler = scheduler.name().into();
+    report.wall = wall;
+    (report.io.staged_objects, report.io.staged_bytes) = staged;
+    report.io.invocations += invocations;
+    Ok(RunOutcome { outputs, report })
+}
+
+/// Collects the executors' reports: as many as executors started, waiting a
+/// little for the last ones (a duplicated executor may still be winding down).
+fn gather_reports(
+    connection: &Connection,
+    job: &JobId,
+    listener: &mut wukong_storage::QueueListener,
+    start_unix_ms: u64,
+) -> Result<RunReport, Error> {
+    let started = connection.block(connection.redis.add_to_counter(&started_counter(job), 0))?;
+    let queue = reports_queue(job);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut tasks: Vec<TaskRecord> = Vec::new();
+    let mut executors: Vec<ExecutorRecord> = Vec::new();
+    let mut io = IoReport::default();
+    let mut workers = std::collections::HashSet::new();
+    while (executors.len() as i64) < started && Instant::now() < deadline {
+        let Some((_, bytes)) =
+            connection.block(listener.pop(&[&queue], Duration::from_millis(200)))?
+        else {
+            continue;
+        };
+        let Ok(message) = serde_json::from_slice::<ReportMessage>(&bytes) else {
+            continue;
+        };
+        let offset = Duration::from_millis(message.started_unix_ms.saturating_sub(start_unix_ms));
+        let mut record = message.report.executor;
+        record.start += offset;
+        record.end += offset;
+        workers.insert(record.thread);
+        executors.push(record);
+        tasks.extend(message.report.tasks.into_iter().map(|mut t| {
+            t.start += offset;
+            t.end += offset;
+            t
+        }));
+        add_io(&mut io, &message.report.io);
+    }
+    tasks.sort_by_key(|r| r.end);
+    executors.sort_by_key(|r| r.start);
+    Ok(RunReport {
+        scheduler: String::new(),
+        wall: Duration::ZERO,
+        threads: workers.len(),
+        executors: executors.len(),
+        tasks,
+        executor_records: executors,
+        io,
+        cost: None,
+    })
+}
+
+fn add_io(total: &mut IoReport, part: &IoReport) {
+    total.cache_hits += part.cache_hits;
+    total.cache_hit_bytes += part.cache_hit_bytes;
+    total.store_reads += part.store_reads;
+    total.store_read_bytes += part.store_read_bytes;
+    total.store_writes += part.store_writes;
+    total.store_write_bytes += part.store_write_bytes;
+    total.staged_bytes += part.staged_bytes;
+    total.arrivals += part.arrivals;
+    total.claims += part.claims;
+    total.invocations += part.invocations;
+    total.deliveries += part.deliveries;
+}
+
+/// Worker processes started by this process, stopped (killed) when dropped.
+#[derive(Debug)]
+pub struct WorkerProcesses {
+    children: Vec<std::process::Child>,
+}
+
+impl WorkerProcesses {
+    /// Starts `count` `wukong worker` processes of the executable `exe`
+    /// against `redis_url`, taking invocations from `queue`, each running
+    /// kernels on one thread, with `env` added to their environment.
+    pub fn spawn(
+        exe: &Path,
+        count: usize,
+        redis_url: &str,
+        objects: &ObjectTarget,
+        queue: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self, RemoteError> {
+        let mut workers = Self {
+            children: Vec::with_capacity(count),
+        };
+        for index in 0..count {
+            let mut command = std::process::Command::new(exe);
+            command
+                .arg("worker")
+                // Not an argument: other users can read a process's arguments.
+                .env("WUKONG_REDIS_URL", redis_url)
+                .arg("--queue")
+                .arg(queue)
+                .arg("--index")
+                .arg(index.to_string())
+                .env("OPENBLAS_NUM_THREADS", "1")
+                .env("RAYON_NUM_THREADS", "1")
+                .envs(env.iter().copied())
+                .stdin(std::process::Stdio::null());
+            if let Some(bucket) = &objects.s3_bucket {
+                command.arg("--bucket").arg(bucket);
+            }
+            if let Some(endpoint) = &objects.s3_endpoint {
+                command.arg("--s3-endpoint").arg(endpoint);
+            }
+            let child = command.spawn().map_err(|e| {
+                setup("starting a worker process")(format!("{}: {e}", exe.display()))
+            })?;
+            workers.children.push(child);
+        }
+        Ok(workers)
+    }
+
+    /// The process ids, in start order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(std::process::Child::id).collect()
+    }
+
+    /// Kills worker `index` at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self, index: usize) -> std::io::Result<()> {
+        let Some(child) = self.children.get_mut(index) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("there is no worker {index}"),
+            ));
+        };
+        child.kill()?;
+        child.wait().map(|_| ())
+    }
+}
+
+impl Drop for WorkerProcesses {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
