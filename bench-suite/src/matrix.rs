@@ -15,12 +15,18 @@
 //! backends = ["faer", "openblas"]
 //! schedulers = ["wukong", "numpywren"]
 //! stores = ["memory", "$WUKONG_BENCH_REDIS"]   # `$NAME`: a URL from the environment
+//! modes = ["local", "processes"]               # processes and lambda need a Redis store
+//! workers = 2                                  # worker processes each process-mode run starts
 //! ```
+//!
+//! Process mode runs the `wukong` executable next to this one (or
+//! `$WUKONG_WORKER_EXE`) as workers; Lambda mode invokes `function` at
+//! `lambda_endpoint` (e.g. a local `cargo lambda watch`).
 
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
-use wukong::workload::{Algorithm, Workload, WorkloadReport};
+use wukong::workload::{Algorithm, Mode, Remote, Workload, WorkloadReport};
 use wukong::{BackendKind, Scheduler};
 
 /// The file's contents.
@@ -70,6 +76,18 @@ pub struct Entry {
     /// (default `["memory"]`).
     #[serde(default = "default_stores")]
     pub stores: Vec<String>,
+    /// Where executors run: `local` (default), `processes`, `lambda`.
+    #[serde(default = "default_modes")]
+    pub modes: Vec<String>,
+    /// Process mode: worker processes per run (default 2).
+    pub workers: Option<usize>,
+    /// Lambda mode: the function (default `wukong-lambda`).
+    pub function: Option<String>,
+    /// Lambda mode: the Lambda API endpoint (default AWS's); `$NAME` reads it
+    /// from the environment.
+    pub lambda_endpoint: Option<String>,
+    /// Lambda mode: executors at once (default 1000).
+    pub concurrency: Option<u32>,
     /// Overrides [`Defaults::threads`].
     pub threads: Option<usize>,
     /// Overrides [`Defaults::repeat`].
@@ -86,6 +104,48 @@ fn default_schedulers() -> Vec<String> {
 }
 fn default_stores() -> Vec<String> {
     vec!["memory".into()]
+}
+fn default_modes() -> Vec<String> {
+    vec!["local".into()]
+}
+
+/// The remote settings of `mode` for `entry`.
+fn remote(entry: &Entry, mode: &str) -> Result<Option<Remote>, String> {
+    let from_env = |value: &str| match value.strip_prefix('$') {
+        Some(name) => std::env::var(name)
+            .map_err(|_| format!("{value}: the environment variable {name} is not set")),
+        None => Ok(value.to_owned()),
+    };
+    Ok(match mode {
+        "local" => None,
+        "processes" => {
+            let exe = match std::env::var_os("WUKONG_WORKER_EXE") {
+                Some(exe) => std::path::PathBuf::from(exe),
+                None => std::env::current_exe()
+                    .map_err(|e| format!("cannot find this executable: {e}"))?
+                    .with_file_name(format!("wukong{}", std::env::consts::EXE_SUFFIX)),
+            };
+            Some(Remote {
+                worker_exe: Some(exe),
+                ..Remote::processes(entry.workers.unwrap_or(2))
+            })
+        }
+        "lambda" => Some(Remote {
+            lambda_endpoint: entry.lambda_endpoint.as_deref().map(from_env).transpose()?,
+            concurrency: entry.concurrency.unwrap_or(1000),
+            ..Remote::lambda(
+                entry
+                    .function
+                    .clone()
+                    .unwrap_or_else(|| "wukong-lambda".into()),
+            )
+        }),
+        other => {
+            return Err(format!(
+                "unknown mode {other:?}: use local, processes or lambda"
+            ));
+        }
+    })
 }
 
 /// Why a matrix could not run.
@@ -165,8 +225,18 @@ impl MatrixFile {
             for &tile in &entry.tiles {
                 for backend in &entry.backends {
                     let backend: BackendKind = backend.parse().map_err(invalid)?;
-                    for store in &entry.stores {
+                    for (store, mode) in entry
+                        .stores
+                        .iter()
+                        .flat_map(|s| entry.modes.iter().map(move |m| (s, m)))
+                    {
                         let redis = resolve_store(store).map_err(invalid)?;
+                        let remote = remote(entry, mode).map_err(invalid)?;
+                        if remote.is_some() && redis.is_none() {
+                            return Err(invalid(format!(
+                                "mode {mode} shares state through Redis: give a Redis store"
+                            )));
+                        }
                         for scheduler in &entry.schedulers {
                             group.push(Workload {
                                 algorithm,
@@ -180,6 +250,7 @@ impl MatrixFile {
                                 repeat: entry.repeat.or(self.defaults.repeat).unwrap_or(3),
                                 scheduler: scheduler.parse().map_err(invalid)?,
                                 redis: redis.clone(),
+                                remote: remote.clone(),
                             });
                         }
                     }
@@ -234,7 +305,7 @@ pub fn compare(reports: Vec<WorkloadReport>) -> Vec<Row> {
     let baseline = |r: &WorkloadReport| {
         reports.iter().find(|o| {
             o.scheduler == Scheduler::Numpywren.name()
-                && (o.tile, o.backend, &o.store) == (r.tile, r.backend, &r.store)
+                && (o.tile, o.backend, &o.store, o.mode) == (r.tile, r.backend, &r.store, r.mode)
         })
     };
     let mut rows = Vec::with_capacity(reports.len());
@@ -277,10 +348,11 @@ pub fn table(rows: &[Row]) -> String {
     let optional = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.3}"));
     for row in rows {
         let r = &row.report;
-        let store = if r.store == "memory" {
-            "memory"
-        } else {
-            "redis"
+        let store = match (r.store.as_str(), r.mode) {
+            ("memory", _) => "memory",
+            (_, Mode::Local) => "redis",
+            (_, Mode::Processes) => "redis/pr",
+            (_, Mode::Lambda) => "redis/λ",
         };
         let _ = writeln!(
             out,

@@ -404,6 +404,7 @@ fn sweep(
         repeat,
         scheduler: wukong::Scheduler::Wukong,
         redis: None,
+        remote: None,
     };
     print!("{}", wukong_bench::table(&[]));
     let reports = wukong_bench::sweep(&base, &tiles, &backends, |r| {
