@@ -202,6 +202,7 @@ struct JobSpec {
     backend: String,
     scheduler: String,
     cache_bytes: u64,
+    hold_min_bytes: u64,
     lease_ms: u64,
     target: Target,
     duplicate_invocations: bool,
@@ -494,6 +495,55 @@ struct JobDispatcher<'a> {
     target: &'a Target,
     /// Send every invocation twice, as an at-least-once platform may.
     duplicate: bool,
+    /// The executor's start task (none for the driver): it claims children
+    /// and takes deliveries under this name, as does whoever re-runs its work.
+    start: Option<TaskId>,
+    /// Messages of the mailbox read so far.
+    read: AtomicU32,
+}
+
+fn mailbox_name(job: &JobId, start: u32) -> String {
+    format!("{job}.mb.{start}")
+}
+
+fn mail_error(error: StorageError) -> InvokeError {
+    InvokeError {
+        platform: "redis",
+        detail: error.to_string(),
+    }
+}
+
+impl JobDispatcher<'_> {
+    fn mailbox(&self) -> Option<String> {
+        self.start.map(|start| mailbox_name(self.job, start.0))
+    }
+
+    /// The tasks in mailbox messages past the read cursor.
+    fn read_mail(&self, close: bool) -> Result<Vec<TaskId>, InvokeError> {
+        let Some(mailbox) = self.mailbox() else {
+            return Ok(Vec::new());
+        };
+        let from = self.read.load(Ordering::Relaxed) as usize;
+        let messages = self
+            .connection
+            .block(self.connection.redis.read_mailbox(&mailbox, from, close))
+            .map_err(mail_error)?;
+        self.read
+            .fetch_add(messages.len() as u32, Ordering::Relaxed);
+        messages
+            .iter()
+            .map(|m| {
+                std::str::from_utf8(m)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .map(TaskId)
+                    .ok_or_else(|| InvokeError {
+                        platform: "redis",
+                        detail: format!("mailbox {mailbox} holds {m:?}, which names no task"),
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Dispatcher for JobDispatcher<'_> {
@@ -511,6 +561,41 @@ impl Dispatcher for JobDispatcher<'_> {
 
     fn finished(&self) -> Result<(), InvokeError> {
         self.connection.push_outcome(self.job, &Outcome::Done)
+    }
+
+    fn open_mailbox(&self) -> Result<bool, InvokeError> {
+        let Some(mailbox) = self.mailbox() else {
+            return Ok(false);
+        };
+        self.connection
+            .block(self.connection.redis.open_mailbox(&mailbox))
+            .map_err(mail_error)?;
+        Ok(true)
+    }
+
+    fn holder(&self) -> String {
+        self.start
+            .map_or_else(String::new, |start| format!("s{}", start.0))
+    }
+
+    fn take_mail(&self) -> Result<Vec<TaskId>, InvokeError> {
+        self.read_mail(false)
+    }
+
+    fn close_mailbox(&self) -> Result<Vec<TaskId>, InvokeError> {
+        self.read_mail(true)
+    }
+
+    fn deliver(&self, holder: &str, task: TaskId) -> Result<bool, InvokeError> {
+        let Some(start) = holder.strip_prefix('s').and_then(|s| s.parse::<u32>().ok()) else {
+            return Ok(false);
+        };
+        self.connection
+            .block(self.connection.redis.deliver(
+                &mailbox_name(self.job, start),
+                task.0.to_string().as_bytes(),
+            ))
+            .map_err(mail_error)
     }
 }
 
@@ -604,6 +689,7 @@ impl Host {
         let mut config = EngineConfig::new(1);
         config.scheduler = scheduler;
         config.cache_bytes = spec.cache_bytes;
+        config.hold_min_bytes = spec.hold_min_bytes;
         let loaded = Arc::new(LoadedJob {
             spec: JobSpec {
                 dag: Vec::new(),
@@ -674,6 +760,8 @@ impl Host {
             job: &job,
             target: &loaded.spec.target,
             duplicate: loaded.spec.duplicate_invocations,
+            start: Some(task),
+            read: AtomicU32::new(0),
         };
         let result = {
             let _renewal = Renewal::start(&self.connection, &job, &lease, &holder, ttl);
@@ -695,7 +783,7 @@ impl Host {
         // A function must not be frozen before the invocations it made have left.
         #[cfg(feature = "lambda")]
         if let Some(client) = &self.connection.lambda {
-            client.settle(Duration::from_millis(500));
+            client.settle(Duration::from_millis(100));
         }
         let release = self
             .connection
@@ -828,6 +916,9 @@ pub struct RemoteConfig {
     pub job_timeout: Duration,
     /// Tile cache of each executor.
     pub cache_bytes: u64,
+    /// Edges at least this large are held under a claim and their child
+    /// delivered to the holder's mailbox, instead of written at once.
+    pub hold_min_bytes: u64,
     /// Fault injection: send every invocation twice, as Lambda may deliver
     /// an asynchronous event more than once. Results must not change.
     pub duplicate_invocations: bool,
@@ -842,6 +933,7 @@ impl RemoteConfig {
             start_timeout: Duration::from_secs(60),
             job_timeout: Duration::from_secs(24 * 3600),
             cache_bytes: 4 << 30,
+            hold_min_bytes: EngineConfig::new(1).hold_min_bytes,
             duplicate_invocations: false,
         }
     }
@@ -887,6 +979,7 @@ pub(crate) fn run_job(
     let _ = connection.block(async {
         connection.stores.objects.delete_job(&job).await?;
         connection.stores.coordinator.clear_job(&job).await?;
+        redis.delete_mailboxes(&format!("{job}.mb.")).await?;
         redis
             .delete_queues(
                 &[&done_queue(&job), &reports_queue(&job)],
@@ -928,6 +1021,7 @@ fn drive(
         backend: backend.name().into(),
         scheduler: scheduler.name().into(),
         cache_bytes: remote.cache_bytes,
+        hold_min_bytes: remote.hold_min_bytes,
         lease_ms: remote.lease.as_millis().max(100) as u64,
         target: remote.target.clone(),
         duplicate_invocations: remote.duplicate_invocations,
@@ -953,6 +1047,8 @@ fn drive(
         job,
         target: &remote.target,
         duplicate: remote.duplicate_invocations,
+        start: None,
+        read: AtomicU32::new(0),
     };
     let mut invocations = 0u64;
     for task in dag.sources() {

@@ -142,6 +142,15 @@ fn duplicated_invocations_change_nothing() {
     let _workers = workers(2, &queue, &objects);
     let rt = process_runtime(&queue, &objects, |c| c.duplicate_invocations = true);
     check_both_algorithms(&rt, "duplicated");
+    // Every fan-in edge held under a claim, children delivered to mailboxes.
+    let rt = process_runtime(&queue, &objects, |c| {
+        c.duplicate_invocations = true;
+        c.hold_min_bytes = 0;
+    });
+    check_both_algorithms(&rt, "duplicated, holding every edge");
+    let spd = BlockMatrix::random_spd(256, 32, 2).unwrap();
+    let held = rt.cholesky_with(spd, &Default::default()).unwrap();
+    assert!(held.report.io.claims > 0, "{:?}", held.report.io);
 }
 
 #[test]
@@ -339,8 +348,11 @@ mod lambda {
             let rt = lambda_runtime(&endpoint, |_| {}).with_scheduler(scheduler);
             check_both_algorithms(&rt, &format!("lambda {}", scheduler.name()));
         }
-        let rt = lambda_runtime(&endpoint, |c| c.duplicate_invocations = true);
-        check_both_algorithms(&rt, "lambda, duplicated events");
+        let rt = lambda_runtime(&endpoint, |c| {
+            c.duplicate_invocations = true;
+            c.hold_min_bytes = 0;
+        });
+        check_both_algorithms(&rt, "lambda, duplicated events, holding every edge");
 
         let rt = lambda_runtime(&endpoint, |c| {
             c.target = wukong::remote::Target::Lambda {

@@ -306,10 +306,22 @@ impl Engine {
             .then(|| ClusterPlan::new(dag, self.config.cluster));
         let platform = Remote(dispatcher);
         let mut run = Run::new(dag, kernels, &self.config, stores, job.clone(), &platform);
-        // Nobody takes deliveries: nothing is held under a claim.
-        run.holdable = plan
-            .as_ref()
-            .map_or_else(Vec::new, |_| vec![false; dag.num_tasks()]);
+        let invoke_error = |source| ExecError::Invoke {
+            task: start,
+            source,
+        };
+        let mailbox = match &plan {
+            Some(_) => platform
+                .open_mailbox(ExecutorId(id.executor))
+                .map_err(invoke_error)?,
+            None => None,
+        };
+        run.holdable = match (&plan, &mailbox) {
+            (Some(plan), Some(_)) => holdable_children(dag, plan, self.config.hold_min_bytes),
+            // Nobody takes deliveries: nothing is held under a claim.
+            (Some(_), None) => vec![false; dag.num_tasks()],
+            (None, _) => Vec::new(),
+        };
         run.plan = plan;
         run.remote = true;
         run.next_executor = AtomicU32::new(id.executor);
@@ -324,7 +336,8 @@ impl Engine {
             pinned: BinaryHeap::new(),
             free: BinaryHeap::new(),
             held: HashSet::new(),
-            mailbox: None,
+            deferred: Vec::new(),
+            mailbox,
             records: Vec::new(),
         };
         run.push(&mut executor, start, false);
@@ -572,6 +585,9 @@ struct Executor<V> {
     free: BinaryHeap<Local>,
     /// Children whose claim this executor holds and that have not run here.
     held: HashSet<TaskId>,
+    /// Delivered tasks whose held data this executor has not produced yet
+    /// (it re-runs the work of a lost executor that claimed them).
+    deferred: Vec<TaskId>,
     mailbox: Option<Arc<Mailbox>>,
     records: Vec<TaskRecord>,
 }
@@ -735,8 +751,10 @@ where
                 pinned: BinaryHeap::new(),
                 free: BinaryHeap::new(),
                 held: HashSet::new(),
+                deferred: Vec::new(),
                 mailbox: if self.wukong() {
-                    self.platform.open_mailbox(id)
+                    // The thread pool's mailboxes cannot fail to open.
+                    self.platform.open_mailbox(id).ok().flatten()
                 } else {
                     None
                 },
@@ -747,7 +765,7 @@ where
                 self.fail(pool, failure);
             }
             if executor.mailbox.is_some() {
-                self.platform.close_mailbox(id);
+                let _ = self.platform.close_mailbox(id);
             }
             executors.push(ExecutorRecord {
                 executor: id.0,
@@ -797,26 +815,41 @@ where
     }
 
     fn executor_loop(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
+        let mail_error = |source| ExecError::Invoke {
+            task: TaskId::default(),
+            source,
+        };
         loop {
             if self.stopped.load(Ordering::Relaxed) {
                 return Ok(());
             }
             if let Some(mailbox) = &executor.mailbox {
-                for task in mailbox.take() {
-                    self.push(executor, task, true);
-                }
+                self.platform.collect_mail(mailbox).map_err(mail_error)?;
+                let delivered = mailbox.take();
+                self.accept(executor, delivered);
             }
             let Some(next) = executor.pop() else {
                 if executor.mailbox.is_none() {
-                    return Ok(());
+                    // Deliveries whose held data never came back: run them
+                    // from the store, where a missing input is a clear error.
+                    let deferred = std::mem::take(&mut executor.deferred);
+                    if deferred.is_empty() {
+                        return Ok(());
+                    }
+                    for task in deferred {
+                        self.push(executor, task, true);
+                    }
+                    continue;
                 }
                 // Write what others may need from here, then close the
                 // mailbox; whatever was delivered meanwhile still runs here.
                 self.flush(executor)?;
                 executor.mailbox = None;
-                for task in self.platform.close_mailbox(executor.id) {
-                    self.push(executor, task, true);
-                }
+                let last = self
+                    .platform
+                    .close_mailbox(executor.id)
+                    .map_err(mail_error)?;
+                self.accept(executor, last);
                 continue;
             };
             let task = next.task.0;
@@ -828,8 +861,32 @@ where
             }
             executor.held.remove(&task);
             self.run_task(executor, task)?;
+            if !executor.deferred.is_empty() {
+                let held = &executor.held;
+                let (ready, waiting): (Vec<TaskId>, Vec<TaskId>) =
+                    executor.deferred.iter().partition(|t| held.contains(t));
+                executor.deferred = waiting;
+                for task in ready {
+                    self.push(executor, task, true);
+                }
+            }
             if self.wukong() {
                 self.share(executor)?;
+            }
+        }
+    }
+
+    /// Queues delivered tasks; on platforms where a delivery may come before
+    /// the data held for it (see [`Platform::deliveries_may_precede_data`]),
+    /// those not yet held wait until this executor has produced that data.
+    fn accept(&self, executor: &mut Executor<K::Value>, delivered: Vec<TaskId>) {
+        for task in delivered {
+            if self.platform.deliveries_may_precede_data() && !executor.held.contains(&task) {
+                if !executor.deferred.contains(&task) {
+                    executor.deferred.push(task);
+                }
+            } else {
+                self.push(executor, task, true);
             }
         }
     }
@@ -1010,23 +1067,17 @@ where
         executor: ExecutorId,
         parent: TaskId,
         child: TaskId,
-    ) -> Result<ExecutorId, ExecError<K::Error>> {
+    ) -> Result<String, ExecError<K::Error>> {
         add(&self.io.claims, 1);
-        let holder = self
-            .block(self.stores.coordinator.claim(
-                &self.job,
-                &format!("hold/{}", child.0),
-                &executor.to_string(),
-            ))
-            .map_err(|source| ExecError::Store {
-                task: parent,
-                source,
-            })?;
-        holder
-            .strip_prefix('e')
-            .and_then(|n| n.parse().ok())
-            .map(ExecutorId)
-            .ok_or(ExecError::BadClaim { child, holder })
+        self.block(self.stores.coordinator.claim(
+            &self.job,
+            &format!("hold/{}", child.0),
+            &self.platform.holder(executor),
+        ))
+        .map_err(|source| ExecError::Store {
+            task: parent,
+            source,
+        })
     }
 
     /// Wukong: records arrivals, keeps or claims data, and queues the ready children.
@@ -1053,6 +1104,7 @@ where
                 .filter(|&d| reads.contains(&d))
                 .filter(|&d| executor.cache.entry(d).is_some_and(|e| !e.durable))
                 .collect();
+            let me = self.platform.holder(executor.id);
             let mut holder = None;
             if !pending.is_empty() {
                 // Declared sizes decide, so that completers know whom to ask.
@@ -1060,12 +1112,12 @@ where
                     executor.mailbox.is_some() && edge_bytes[i] >= self.config.hold_min_bytes;
                 if can_hold {
                     let claimed = self.claim(executor.id, task, child)?;
-                    holder = Some(claimed);
-                    if claimed == executor.id {
+                    if claimed == me {
                         executor.held.insert(child);
                     }
+                    holder = Some(claimed);
                 }
-                if holder != Some(executor.id) {
+                if holder.as_ref() != Some(&me) {
                     for &data in &pending {
                         self.make_durable(executor, task, data)?;
                     }
@@ -1077,16 +1129,25 @@ where
             // This arrival completed the child: run it where its held data is.
             let holder = match holder {
                 Some(holder) => holder,
-                None if !self.holdable[child.index()] => executor.id,
+                None if !self.holdable[child.index()] => me.clone(),
                 None => self.claim(executor.id, task, child)?,
             };
-            if holder == executor.id {
+            if holder == me {
                 self.push(executor, child, pinned || executor.held.contains(&child));
-            } else if self.platform.deliver(holder, child) {
-                add(&self.io.deliveries, 1);
-            } else {
+                continue;
+            }
+            let delivered =
+                self.platform
+                    .deliver_to(&holder, child)
+                    .map_err(|source| ExecError::Invoke {
+                        task: child,
+                        source,
+                    })?;
+            match delivered {
+                Some(true) => add(&self.io.deliveries, 1),
                 // The holder has ended, after writing what it held.
-                self.push(executor, child, pinned);
+                Some(false) => self.push(executor, child, pinned),
+                None => return Err(ExecError::BadClaim { child, holder }),
             }
         }
         Ok(())

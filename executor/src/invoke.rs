@@ -64,17 +64,73 @@ pub trait Dispatcher: Send + Sync {
     /// The last task of the job has finished here. May be called again by a
     /// duplicated executor; the driver must not mind.
     fn finished(&self) -> Result<(), InvokeError>;
+
+    /// Opens this executor's mailbox, so that it can hold a fan-in child's
+    /// data under a claim and have the child delivered; `false` (the default)
+    /// where the platform cannot deliver.
+    fn open_mailbox(&self) -> Result<bool, InvokeError> {
+        Ok(false)
+    }
+
+    /// The name this executor claims children under. Whoever runs this
+    /// executor's work after it is lost must use the same name, and find in
+    /// the mailbox everything delivered to it.
+    fn holder(&self) -> String {
+        String::new()
+    }
+
+    /// Tasks delivered to this executor since the last call.
+    fn take_mail(&self) -> Result<Vec<TaskId>, InvokeError> {
+        Ok(Vec::new())
+    }
+
+    /// Closes the mailbox and returns what was delivered since the last take.
+    fn close_mailbox(&self) -> Result<Vec<TaskId>, InvokeError> {
+        Ok(Vec::new())
+    }
+
+    /// Delivers `task` to the executor that claims under `holder`; `false` if
+    /// its mailbox is closed (it has written what it held), or the name
+    /// is not one of this platform's.
+    fn deliver(&self, _holder: &str, _task: TaskId) -> Result<bool, InvokeError> {
+        Ok(false)
+    }
 }
 
 /// What the engine needs from where its executors live: [`Invoker`], plus
-/// mailboxes (local mode only) and the end of the run.
+/// mailboxes and the end of the run.
 pub(crate) trait Platform: Invoker {
     /// Opens a mailbox for a new executor; `None` where tasks cannot be
     /// delivered to a running executor (then nobody holds data under a claim).
-    fn open_mailbox(&self, executor: ExecutorId) -> Option<Arc<Mailbox>>;
+    fn open_mailbox(&self, executor: ExecutorId) -> Result<Option<Arc<Mailbox>>, InvokeError>;
+
+    /// Moves what was delivered elsewhere (another process) into `mailbox`.
+    fn collect_mail(&self, _mailbox: &Mailbox) -> Result<(), InvokeError> {
+        Ok(())
+    }
 
     /// Closes the executor's mailbox and returns what arrived last.
-    fn close_mailbox(&self, executor: ExecutorId) -> Vec<TaskId>;
+    fn close_mailbox(&self, executor: ExecutorId) -> Result<Vec<TaskId>, InvokeError>;
+
+    /// The name `executor` claims under.
+    fn holder(&self, executor: ExecutorId) -> String {
+        executor.to_string()
+    }
+
+    /// Delivers `task` to the claim holder `holder`: `Some(false)` if it has
+    /// ended, `None` if the name means nothing here.
+    fn deliver_to(&self, holder: &str, task: TaskId) -> Result<Option<bool>, InvokeError> {
+        Ok(holder
+            .strip_prefix('e')
+            .and_then(|n| n.parse().ok())
+            .map(|executor| self.deliver(ExecutorId(executor), task)))
+    }
+
+    /// Whether a delivered task may arrive before this executor has produced
+    /// the data it holds for it (a re-run of a lost executor's work).
+    fn deliveries_may_precede_data(&self) -> bool {
+        false
+    }
 
     /// Every task has finished.
     fn finish(&self) -> Result<(), InvokeError>;
@@ -98,12 +154,34 @@ impl Invoker for Remote<'_> {
 }
 
 impl Platform for Remote<'_> {
-    fn open_mailbox(&self, _: ExecutorId) -> Option<Arc<Mailbox>> {
-        None
+    fn open_mailbox(&self, _: ExecutorId) -> Result<Option<Arc<Mailbox>>, InvokeError> {
+        Ok(self.0.open_mailbox()?.then(|| Arc::new(Mailbox::open())))
     }
 
-    fn close_mailbox(&self, _: ExecutorId) -> Vec<TaskId> {
-        Vec::new()
+    fn collect_mail(&self, mailbox: &Mailbox) -> Result<(), InvokeError> {
+        let tasks = self.0.take_mail()?;
+        if !tasks.is_empty() {
+            if let Some(inbox) = mailbox.0.lock().as_mut() {
+                inbox.extend(tasks);
+            }
+        }
+        Ok(())
+    }
+
+    fn close_mailbox(&self, _: ExecutorId) -> Result<Vec<TaskId>, InvokeError> {
+        self.0.close_mailbox()
+    }
+
+    fn holder(&self, _: ExecutorId) -> String {
+        self.0.holder()
+    }
+
+    fn deliver_to(&self, holder: &str, task: TaskId) -> Result<Option<bool>, InvokeError> {
+        self.0.deliver(holder, task).map(Some)
+    }
+
+    fn deliveries_may_precede_data(&self) -> bool {
+        true
     }
 
     fn finish(&self) -> Result<(), InvokeError> {
@@ -224,15 +302,15 @@ impl ThreadPool {
 }
 
 impl Platform for ThreadPool {
-    fn open_mailbox(&self, executor: ExecutorId) -> Option<Arc<Mailbox>> {
+    fn open_mailbox(&self, executor: ExecutorId) -> Result<Option<Arc<Mailbox>>, InvokeError> {
         let mailbox = Arc::new(Mailbox::open());
         self.mailboxes.lock().insert(executor, Arc::clone(&mailbox));
-        Some(mailbox)
+        Ok(Some(mailbox))
     }
 
-    fn close_mailbox(&self, executor: ExecutorId) -> Vec<TaskId> {
+    fn close_mailbox(&self, executor: ExecutorId) -> Result<Vec<TaskId>, InvokeError> {
         let mailbox = self.mailboxes.lock().remove(&executor);
-        mailbox.and_then(|m| m.0.lock().take()).unwrap_or_default()
+        Ok(mailbox.and_then(|m| m.0.lock().take()).unwrap_or_default())
     }
 
     fn finish(&self) -> Result<(), InvokeError> {
@@ -287,11 +365,18 @@ mod tests {
         // Both threads busy: one start may wait in reserve.
         assert_eq!(pool.spare_capacity(), 1);
 
-        let mailbox = pool.open_mailbox(ExecutorId(3)).expect("local mailboxes");
+        let mailbox = pool
+            .open_mailbox(ExecutorId(3))
+            .ok()
+            .flatten()
+            .expect("local mailboxes");
         assert!(pool.deliver(ExecutorId(3), TaskId(7)));
         assert_eq!(mailbox.take(), vec![TaskId(7)]);
         assert!(pool.deliver(ExecutorId(3), TaskId(8)));
-        assert_eq!(pool.close_mailbox(ExecutorId(3)), vec![TaskId(8)]);
+        assert_eq!(
+            pool.close_mailbox(ExecutorId(3)).ok(),
+            Some(vec![TaskId(8)])
+        );
         assert!(!pool.deliver(ExecutorId(3), TaskId(9)));
         assert!(!pool.deliver(ExecutorId(4), TaskId(9)));
         pool.stop();

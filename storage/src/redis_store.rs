@@ -5,7 +5,8 @@
 //! and the sorted set `wk:e:<job>` (name → expiry in Redis server time, ms),
 //! claims in the hash `wk:h:<job>` (name → holder).
 //! Messages between drivers and workers (process and Lambda modes) are lists
-//! `wk:q:<queue>`, counters `wk:n:<name>`, presence sets `wk:z:<set>`.
+//! `wk:q:<queue>`, counters `wk:n:<name>`, presence sets `wk:z:<set>`,
+//! mailboxes `wk:mb:<name>` (open while `wk:mo:<name>` exists).
 //! Arrivals and every lease operation are one Lua script each: atomic and one
 //! round trip. Lease clocks are the Redis server's, so clients need no clock sync.
 
@@ -328,6 +329,75 @@ impl RedisStore {
         .invoke_async(&mut self.connection.clone())
         .await
         .map_err(|e| self.error(e))
+    }
+
+    /// Opens the mailbox `name`: from now on [`deliver`](Self::deliver) appends to it.
+    /// A mailbox is an append-only list read from a cursor, so that whoever
+    /// takes over a lost reader can read everything from the start again.
+    pub async fn open_mailbox(&self, name: &str) -> Result<(), StorageError> {
+        check_name(name)?;
+        let _: () = self
+            .connection
+            .clone()
+            .set(format!("wk:mo:{name}"), 1)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Appends `message` to the mailbox `name` if it is open; `false` if it is not.
+    pub async fn deliver(&self, name: &str, message: &[u8]) -> Result<bool, StorageError> {
+        check_name(name)?;
+        let delivered: i64 = Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\nredis.call('RPUSH', KEYS[2], ARGV[1])\nreturn 1",
+        )
+        .key(format!("wk:mo:{name}"))
+        .key(format!("wk:mb:{name}"))
+        .arg(message)
+        .invoke_async(&mut self.connection.clone())
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(delivered == 1)
+    }
+
+    /// The messages of mailbox `name` from position `from` on; with `close`,
+    /// closes it first, in the same step, so that nothing delivered is missed.
+    pub async fn read_mailbox(
+        &self,
+        name: &str,
+        from: usize,
+        close: bool,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        check_name(name)?;
+        Script::new(
+            "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end\nreturn redis.call('LRANGE', KEYS[2], tonumber(ARGV[1]), -1)",
+        )
+        .key(format!("wk:mo:{name}"))
+        .key(format!("wk:mb:{name}"))
+        .arg(from)
+        .arg(if close { "1" } else { "0" })
+        .invoke_async(&mut self.connection.clone())
+        .await
+        .map_err(|e| self.error(e))
+    }
+
+    /// Removes every mailbox whose name starts with `prefix`.
+    pub async fn delete_mailboxes(&self, prefix: &str) -> Result<(), StorageError> {
+        check_name(prefix)?;
+        let escaped = glob_escape(prefix);
+        let mut doomed = self.scan(&format!("wk:mo:{escaped}*")).await?;
+        doomed.extend(self.scan(&format!("wk:mb:{escaped}*")).await?);
+        doomed.sort();
+        doomed.dedup();
+        for chunk in doomed.chunks(500) {
+            let _: i64 = self
+                .connection
+                .clone()
+                .del(chunk)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Removes the queues and counters named, with whatever they hold.

@@ -320,6 +320,36 @@ async fn queues_deliver_each_message_once_in_order_and_wake_waiters() {
     assert_eq!(store.queued_messages(&queue).await.unwrap(), 0);
     assert_eq!(store.add_to_counter(&counter, 0).await.unwrap(), 0);
 
+    // Mailboxes: deliveries only while open, read again from any cursor,
+    // closing and reading in one step.
+    let mailbox = job("mailbox").to_string();
+    assert!(!store.deliver(&mailbox, b"early").await.unwrap());
+    store.open_mailbox(&mailbox).await.unwrap();
+    assert!(store.deliver(&mailbox, b"a").await.unwrap());
+    assert!(store.deliver(&mailbox, b"b").await.unwrap());
+    assert_eq!(
+        store.read_mailbox(&mailbox, 0, false).await.unwrap(),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
+    assert!(store.deliver(&mailbox, b"c").await.unwrap());
+    assert_eq!(
+        store.read_mailbox(&mailbox, 2, true).await.unwrap(),
+        vec![b"c".to_vec()]
+    );
+    assert!(!store.deliver(&mailbox, b"late").await.unwrap());
+    assert_eq!(
+        store.read_mailbox(&mailbox, 0, false).await.unwrap().len(),
+        3
+    );
+    store.delete_mailboxes(&mailbox).await.unwrap();
+    assert!(
+        store
+            .read_mailbox(&mailbox, 0, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     // Names are checked before anything reaches the server.
     assert!(matches!(
         store.push_message("no spaces", b"x").await,
