@@ -1012,7 +1012,8 @@ fn drive(
         backend,
         dag,
     } = *submission;
-    let mut config = EngineConfig::new(1);
+    // The driver's threads only stage inputs and read outputs: I/O, several at once.
+    let mut config = EngineConfig::new(4);
     config.scheduler = scheduler;
     config.cache_bytes = remote.cache_bytes;
     let engine = Engine::new(config);

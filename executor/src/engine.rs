@@ -249,7 +249,7 @@ impl Engine {
         E: std::error::Error + 'static,
     {
         let staged = crate::local::checked_inputs(dag, inputs)?;
-        stage_inputs(staged, stores, job).map_err(|source| ExecError::Store {
+        stage_inputs(staged, stores, job, self.config.threads).map_err(|source| ExecError::Store {
             task: TaskId::default(),
             source,
         })
@@ -266,7 +266,7 @@ impl Engine {
         V: StoredValue,
         E: std::error::Error + 'static,
     {
-        read_outputs(dag, stores, job)
+        read_outputs(dag, stores, job, self.config.threads)
     }
 
     /// Remote modes, executor side: runs one executor that starts at `start`
@@ -404,42 +404,91 @@ pub struct ExecutorReport {
     pub io: IoReport,
 }
 
+/// Runs `work` on every item of `items`, split over `threads` threads
+/// (interleaved, so that each thread gets a similar share), and returns the
+/// results in the order of `items`; the first error wins.
+fn in_parallel<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let threads = threads.clamp(1, items.len().max(1));
+    if threads == 1 {
+        return items.iter().map(&work).collect();
+    }
+    let work = &work;
+    let parts: Vec<Result<Vec<(usize, R)>, E>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|first| {
+                scope.spawn(move || {
+                    (first..items.len())
+                        .step_by(threads)
+                        .map(|i| work(&items[i]).map(|r| (i, r)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut results = Vec::with_capacity(items.len());
+    for part in parts {
+        results.extend(part?);
+    }
+    results.sort_unstable_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Encodes and puts the inputs, on `threads` threads at once; returns the
+/// objects and bytes written.
 fn stage_inputs<V: StoredValue>(
     inputs: Vec<(DataId, Arc<V>)>,
     stores: &Stores,
     job: &JobId,
+    threads: usize,
 ) -> Result<(u64, u64), StorageError> {
-    let mut bytes_staged = 0;
-    let objects = inputs.len() as u64;
-    for (data, value) in inputs {
-        let key = data_key(job, data)?;
+    let sizes = in_parallel(&inputs, threads, |(data, value)| {
+        let key = data_key(job, *data)?;
         let bytes = value.encode(&key)?;
-        bytes_staged += bytes.len() as u64;
+        let size = bytes.len() as u64;
         block_on(
             stores.runtime.as_ref(),
             stores.objects.put(&key, bytes, PutMode::Create),
         )?;
-    }
-    Ok((objects, bytes_staged))
+        Ok::<u64, StorageError>(size)
+    })?;
+    Ok((inputs.len() as u64, sizes.iter().sum()))
 }
 
+/// Gets and decodes the graph's outputs, on `threads` threads at once.
 fn read_outputs<Op, V: StoredValue, E: std::error::Error + 'static>(
     dag: &Dag<Op>,
     stores: &Stores,
     job: &JobId,
+    threads: usize,
 ) -> Result<HashMap<DataId, Arc<V>>, ExecError<E>> {
-    let mut outputs = HashMap::with_capacity(dag.outputs().len());
-    for &data in dag.outputs() {
-        let task = dag.producer(data).unwrap_or_default();
+    let outputs: Vec<(DataId, TaskId)> = dag
+        .outputs()
+        .iter()
+        .map(|&data| (data, dag.producer(data).unwrap_or_default()))
+        .collect();
+    let values = in_parallel(&outputs, threads, |&(data, task)| {
         let read = || -> Result<V, StorageError> {
             let key = data_key(job, data)?;
             let bytes = block_on(stores.runtime.as_ref(), stores.objects.get(&key))?;
             V::decode(&key, &bytes)
         };
-        let value = read().map_err(|source| ExecError::Store { task, source })?;
-        outputs.insert(data, Arc::new(value));
-    }
-    Ok(outputs)
+        read()
+            .map(|value| (data, Arc::new(value)))
+            .map_err(|source| (task, source))
+    })
+    .map_err(|(task, source)| ExecError::Store { task, source })?;
+    Ok(values.into_iter().collect())
 }
 
 /// Where a data item of `job` lives in the object store.
@@ -654,8 +703,8 @@ where
     ) -> Outcome<K::Value, K::Error> {
         let dag = self.dag;
         let staged = crate::local::checked_inputs(dag, inputs)?;
-        let (objects, bytes) =
-            stage_inputs(staged, self.stores, &self.job).map_err(|source| ExecError::Store {
+        let (objects, bytes) = stage_inputs(staged, self.stores, &self.job, self.config.threads)
+            .map_err(|source| ExecError::Store {
                 task: TaskId::default(),
                 source,
             })?;
@@ -713,7 +762,7 @@ where
         tasks.sort_by_key(|r| r.end);
         executor_records.sort_by_key(|r| r.executor);
 
-        let outputs = read_outputs(dag, self.stores, &self.job)?;
+        let outputs = read_outputs(dag, self.stores, &self.job, self.config.threads)?;
         Ok(RunOutcome {
             outputs,
             report: RunReport {
