@@ -121,6 +121,19 @@ pub struct Invocation {
     pub task: u32,
     /// 0 for the first invocation of this start, then 1, 2, …
     pub attempt: u32,
+    /// Small inputs of the task, encoded as stored (they are in the store too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline: Vec<InlineTile>,
+}
+
+/// A tile carried by an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineTile {
+    /// The data item.
+    pub data: u32,
+    /// Its stored encoding (`.npy` with a checksum), in base64.
+    pub bytes: String,
 }
 
 impl Invocation {
@@ -131,7 +144,38 @@ impl Invocation {
             job: job.as_str().to_owned(),
             task: task.0,
             attempt,
+            inline: Vec::new(),
         }
+    }
+
+    /// Carries `inputs` (encoded tiles) along.
+    pub fn with_inputs(mut self, inputs: &[(DataId, Vec<u8>)]) -> Self {
+        use base64::Engine as _;
+        self.inline = inputs
+            .iter()
+            .map(|(data, bytes)| InlineTile {
+                data: data.0,
+                bytes: base64::engine::general_purpose::STANDARD.encode(bytes),
+            })
+            .collect();
+        self
+    }
+
+    /// The carried inputs, decoded from base64 (their contents are checked
+    /// when the executor decodes them as tiles).
+    pub fn inputs(&self) -> Result<Vec<(DataId, Vec<u8>)>, RemoteError> {
+        use base64::Engine as _;
+        self.inline
+            .iter()
+            .map(|tile| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&tile.bytes)
+                    .map(|bytes| (DataId(tile.data), bytes))
+                    .map_err(|e| RemoteError::Payload {
+                        reason: format!("inline tile {}: {e}", tile.data),
+                    })
+            })
+            .collect()
     }
 
     /// The JSON payload, checked against [`MAX_PAYLOAD_BYTES`] before sending.
@@ -203,6 +247,7 @@ struct JobSpec {
     scheduler: String,
     cache_bytes: u64,
     hold_min_bytes: u64,
+    inline_bytes: u64,
     lease_ms: u64,
     target: Target,
     duplicate_invocations: bool,
@@ -547,8 +592,22 @@ impl JobDispatcher<'_> {
 }
 
 impl Dispatcher for JobDispatcher<'_> {
-    fn invoke(&self, task: TaskId, _priority: f64) -> Result<(), InvokeError> {
-        let invocation = Invocation::new(self.job, task, 0);
+    fn invoke(&self, task: TaskId, priority: f64) -> Result<(), InvokeError> {
+        self.invoke_with_inputs(task, priority, Vec::new())
+    }
+
+    fn invoke_with_inputs(
+        &self,
+        task: TaskId,
+        _priority: f64,
+        inputs: wukong_executor::InlineInputs,
+    ) -> Result<(), InvokeError> {
+        let mut invocation = Invocation::new(self.job, task, 0).with_inputs(&inputs);
+        // Inline inputs are a shortcut; if they make the payload too large,
+        // the executor reads them from the store like the others.
+        if invocation.to_bytes().is_err() {
+            invocation.inline.clear();
+        }
         for _ in 0..1 + usize::from(self.duplicate) {
             self.connection.invoke(self.target, &invocation)?;
         }
@@ -690,6 +749,7 @@ impl Host {
         config.scheduler = scheduler;
         config.cache_bytes = spec.cache_bytes;
         config.hold_min_bytes = spec.hold_min_bytes;
+        config.inline_bytes = spec.inline_bytes;
         let loaded = Arc::new(LoadedJob {
             spec: JobSpec {
                 dag: Vec::new(),
@@ -712,6 +772,7 @@ impl Host {
     /// (nothing ran; nothing is sent to any job's queues).
     pub fn handle(&self, payload: &[u8]) -> Result<Handled, RemoteError> {
         let (invocation, job) = Invocation::parse(payload)?;
+        let inline = invocation.inputs()?;
         let loaded = self.job(&job)?;
         let task = TaskId(invocation.task);
         if task.index() >= loaded.dag.num_tasks() {
@@ -778,6 +839,7 @@ impl Host {
                 },
                 &mut cache,
                 &dispatcher,
+                inline,
             )
         };
         // A function must not be frozen before the invocations it made have left.
@@ -919,6 +981,10 @@ pub struct RemoteConfig {
     /// Edges at least this large are held under a claim and their child
     /// delivered to the holder's mailbox, instead of written at once.
     pub hold_min_bytes: u64,
+    /// Inputs of an invoked task travel with the invocation while their
+    /// encodings add up to at most this many bytes (and the payload stays
+    /// within [`MAX_PAYLOAD_BYTES`]); they are in the store too.
+    pub inline_bytes: u64,
     /// Fault injection: send every invocation twice, as Lambda may deliver
     /// an asynchronous event more than once. Results must not change.
     pub duplicate_invocations: bool,
@@ -934,6 +1000,7 @@ impl RemoteConfig {
             job_timeout: Duration::from_secs(24 * 3600),
             cache_bytes: 4 << 30,
             hold_min_bytes: EngineConfig::new(1).hold_min_bytes,
+            inline_bytes: 8 << 10,
             duplicate_invocations: false,
         }
     }
@@ -1023,6 +1090,7 @@ fn drive(
         scheduler: scheduler.name().into(),
         cache_bytes: remote.cache_bytes,
         hold_min_bytes: remote.hold_min_bytes,
+        inline_bytes: remote.inline_bytes,
         lease_ms: remote.lease.as_millis().max(100) as u64,
         target: remote.target.clone(),
         duplicate_invocations: remote.duplicate_invocations,
@@ -1038,6 +1106,17 @@ fn drive(
         spec_bytes.into(),
         PutMode::Create,
     ))?;
+    // Small inputs also travel with the invocations of the sources that read them.
+    let mut small: HashMap<DataId, Vec<u8>> = HashMap::new();
+    for (data, tile) in &inputs {
+        if (tile.len() * 8) as u64 <= remote.inline_bytes {
+            let key = wukong_executor::data_key(job, *data)?;
+            small.insert(
+                *data,
+                wukong_storage::StoredValue::encode(&**tile, &key)?.to_vec(),
+            );
+        }
+    }
     let staged = engine.stage(dag, inputs, &connection.stores, job)?;
     let mut listener = connection.block(connection.redis.listener())?;
 
@@ -1053,8 +1132,16 @@ fn drive(
     };
     let mut invocations = 0u64;
     for task in dag.sources() {
+        let mut budget = remote.inline_bytes;
+        let mut inline = Vec::new();
+        for data in dag.reads(task) {
+            if let Some(bytes) = small.get(data).filter(|b| b.len() as u64 <= budget) {
+                budget -= bytes.len() as u64;
+                inline.push((*data, bytes.clone()));
+            }
+        }
         dispatcher
-            .invoke(task, 0.0)
+            .invoke_with_inputs(task, 0.0, inline)
             .map_err(|source| wukong_executor::ExecError::Invoke { task, source })?;
         invocations += 1;
     }
@@ -1206,6 +1293,8 @@ fn add_io(total: &mut IoReport, part: &IoReport) {
     total.store_writes += part.store_writes;
     total.store_write_bytes += part.store_write_bytes;
     total.staged_bytes += part.staged_bytes;
+    total.staged_objects += part.staged_objects;
+    total.inline_inputs += part.inline_inputs;
     total.arrivals += part.arrivals;
     total.claims += part.claims;
     total.invocations += part.invocations;

@@ -95,6 +95,14 @@ fn worker_processes_run_gemm_and_cholesky_with_both_schedulers() {
     for scheduler in [Scheduler::Wukong, Scheduler::Numpywren] {
         let rt = process_runtime(&queue, &objects, |_| {}).with_scheduler(scheduler);
         check_both_algorithms(&rt, scheduler.name());
+        // Tiles of 2 KiB travel with the invocations of the tasks that read them.
+        let a = BlockMatrix::random(64, 64, 16, 16, 3).unwrap();
+        let c = rt
+            .gemm_with(1.0, &a, &a, None, &Default::default())
+            .unwrap();
+        let expected = a.to_array().dot(&a.to_array());
+        assert!(relative_difference(&c.matrix.to_array(), &expected) < 1e-13);
+        assert!(c.report.io.inline_inputs > 0, "{:?}", c.report.io);
     }
 }
 
@@ -278,6 +286,10 @@ fn hosts_reject_bad_payloads_and_unknown_jobs() {
     assert!(
         rejected(br#"{"wukong":1,"job":"j","task":0,"attempt":0,"extra":1}"#)
             .contains("unknown field")
+    );
+    assert!(
+        rejected(br#"{"wukong":1,"job":"j","task":0,"attempt":0,"inline":[{"data":0,"bytes":"not base64!"}]}"#)
+            .contains("inline tile 0")
     );
     let stranger = JobId::unique("stranger").unwrap();
     let payload = Invocation::new(&stranger, wukong::dag::TaskId(0), 0)

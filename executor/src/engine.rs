@@ -47,7 +47,9 @@ use wukong_storage::{
 const DONE_NODE: u64 = 1 << 32;
 
 use crate::cache::TileCache;
-use crate::invoke::{Dispatcher, ExecutorId, InvokeError, Mailbox, Platform, Remote, ThreadPool};
+use crate::invoke::{
+    Dispatcher, ExecutorId, InlineInputs, InvokeError, Mailbox, Platform, Remote, ThreadPool,
+};
 use crate::{
     ExecError, ExecutorRecord, IoReport, Kernels, Progress, RunOptions, RunOutcome, RunReport,
     TaskRecord,
@@ -111,6 +113,10 @@ pub struct EngineConfig {
     /// Fault injection: start every executor twice, as a platform that
     /// retries invocations may. Results must not change.
     pub duplicate_invocations: bool,
+    /// Inputs of a task handed to a new executor travel with the invocation
+    /// (as well as through the store) while their encoded sizes add up to at
+    /// most this many bytes; 0 sends none. Only remote platforms use them.
+    pub inline_bytes: u64,
 }
 
 impl EngineConfig {
@@ -125,6 +131,7 @@ impl EngineConfig {
             hold_min_bytes: 64 << 10,
             keep_objects: false,
             duplicate_invocations: false,
+            inline_bytes: 0,
         }
     }
 }
@@ -273,12 +280,14 @@ impl Engine {
     /// on this thread, with the Wukong or the numpywren-style rules, until it
     /// has nothing left to do. New executors start through `dispatcher`, which
     /// also hears when the job's last task has finished. `cache` is the
-    /// worker's tile cache; it is emptied when the job changes.
+    /// worker's tile cache; it is emptied when the job changes. `inline`
+    /// holds encoded inputs that came with the invocation (checked like any
+    /// stored tile); they go to the cache.
     ///
-    /// Executors in other processes cannot take deliveries, so nobody holds a
-    /// fan-in child's data under a claim here: every fan-in edge is written
-    /// before its arrival (Wukong's original rule), and the completing
-    /// executor runs the child.
+    /// If the dispatcher opens a mailbox, the executor holds fan-in data
+    /// under claims in the dispatcher's name and takes deliveries there, as
+    /// in local mode; otherwise every fan-in edge is written before its
+    /// arrival and the completing executor runs the child.
     #[allow(clippy::too_many_arguments)]
     pub fn run_executor<Op, K>(
         &self,
@@ -290,6 +299,7 @@ impl Engine {
         id: ExecutorSlot,
         cache: &mut WorkerCache<K::Value>,
         dispatcher: &dyn Dispatcher,
+        inline: InlineInputs,
     ) -> Result<ExecutorReport, ExecError<K::Error>>
     where
         Op: Operation + Sync,
@@ -341,7 +351,9 @@ impl Engine {
             records: Vec::new(),
         };
         run.push(&mut executor, start, false);
-        let result = run.executor_loop(&mut executor);
+        let result = run
+            .preload(&mut executor, start, inline)
+            .and_then(|()| run.executor_loop(&mut executor));
         cache.cache = executor.cache;
         result?;
         let end = run.start.elapsed();
@@ -492,7 +504,7 @@ fn read_outputs<Op, V: StoredValue, E: std::error::Error + 'static>(
 }
 
 /// Where a data item of `job` lives in the object store.
-fn data_key(job: &JobId, data: DataId) -> Result<ObjectKey, StorageError> {
+pub fn data_key(job: &JobId, data: DataId) -> Result<ObjectKey, StorageError> {
     job.key(format!("d{}", data.0))
 }
 
@@ -551,6 +563,7 @@ struct Counters {
     store_write_bytes: AtomicU64,
     staged_bytes: AtomicU64,
     staged_objects: AtomicU64,
+    inline_inputs: AtomicU64,
     arrivals: AtomicU64,
     claims: AtomicU64,
     invocations: AtomicU64,
@@ -573,6 +586,7 @@ impl Counters {
             store_write_bytes: load(&self.store_write_bytes),
             staged_bytes: load(&self.staged_bytes),
             staged_objects: load(&self.staged_objects),
+            inline_inputs: load(&self.inline_inputs),
             arrivals: load(&self.arrivals),
             claims: load(&self.claims),
             invocations: load(&self.invocations),
@@ -849,6 +863,34 @@ where
     }
 
     fn invoke(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
+        self.invoke_with(task, Vec::new())
+    }
+
+    /// Puts inputs that came with the invocation into the cache.
+    fn preload(
+        &self,
+        executor: &mut Executor<K::Value>,
+        task: TaskId,
+        inline: InlineInputs,
+    ) -> Result<(), ExecError<K::Error>> {
+        for (data, bytes) in inline {
+            if data.index() >= self.dag.num_data() {
+                return Err(ExecError::NotAnInput { data });
+            }
+            let key = self
+                .key(data)
+                .map_err(|source| ExecError::Store { task, source })?;
+            let value = K::Value::decode(&key, &bytes)
+                .map_err(|source| ExecError::Store { task, source })?;
+            let size = value.memory_bytes();
+            executor.cache.insert(data, Arc::new(value), size, true);
+            add(&self.io.inline_inputs, 1);
+        }
+        Ok(())
+    }
+
+    /// Starts an executor at `task`, offering `inputs` inline.
+    fn invoke_with(&self, task: TaskId, inputs: InlineInputs) -> Result<(), ExecError<K::Error>> {
         let copies = if self.config.duplicate_invocations {
             2
         } else {
@@ -856,11 +898,49 @@ where
         };
         for _ in 0..copies {
             add(&self.io.invocations, 1);
-            self.platform
-                .invoke(task, self.dag.priority(task))
-                .map_err(|source| ExecError::Invoke { task, source })?;
+            let priority = self.dag.priority(task);
+            let result = if inputs.is_empty() {
+                self.platform.invoke(task, priority)
+            } else {
+                self.platform.invoke_inline(task, priority, inputs.clone())
+            };
+            result.map_err(|source| ExecError::Invoke { task, source })?;
         }
         Ok(())
+    }
+
+    /// The encoded inputs of `task` that this executor holds and that fit
+    /// together in [`EngineConfig::inline_bytes`].
+    fn inline_inputs(
+        &self,
+        executor: &Executor<K::Value>,
+        task: TaskId,
+    ) -> Result<InlineInputs, ExecError<K::Error>> {
+        let mut budget = self.config.inline_bytes;
+        let mut inline = Vec::new();
+        if budget == 0 {
+            return Ok(inline);
+        }
+        for &data in self.dag.reads(task) {
+            let Some(entry) = executor.cache.entry(data) else {
+                continue;
+            };
+            if entry.bytes > budget {
+                continue;
+            }
+            let key = self
+                .key(data)
+                .map_err(|source| ExecError::Store { task, source })?;
+            let bytes = entry
+                .value
+                .encode(&key)
+                .map_err(|source| ExecError::Store { task, source })?;
+            if bytes.len() as u64 <= budget {
+                budget -= bytes.len() as u64;
+                inline.push((data, bytes.to_vec()));
+            }
+        }
+        Ok(inline)
     }
 
     fn executor_loop(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
@@ -1240,7 +1320,8 @@ where
             for &data in self.dag.reads(task) {
                 self.make_durable(executor, task, data)?;
             }
-            self.invoke(task)?;
+            let inline = self.inline_inputs(executor, task)?;
+            self.invoke_with(task, inline)?;
             spare -= 1;
         }
         executor.free.extend(best);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
-use wukong_dag::TaskId;
+use wukong_dag::{DataId, TaskId};
 
 /// An executor's number within one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -51,12 +51,27 @@ pub trait Invoker: Send + Sync {
     fn deliver(&self, executor: ExecutorId, task: TaskId) -> bool;
 }
 
+/// Encoded inputs offered to travel with an invocation.
+pub type InlineInputs = Vec<(DataId, Vec<u8>)>;
+
 /// What an executor run in another process or function needs from its
 /// platform: start executors, and say when the whole job has finished.
 /// Worker processes implement it over Redis, Lambda over the Lambda API.
 pub trait Dispatcher: Send + Sync {
     /// Starts a new executor at `task`, whose inputs are in the store.
     fn invoke(&self, task: TaskId, priority: f64) -> Result<(), InvokeError>;
+
+    /// Like [`invoke`](Self::invoke), offering small inputs of `task`
+    /// (encoded, also in the store) to travel with the invocation, so that the
+    /// new executor need not read them; the default ignores them.
+    fn invoke_with_inputs(
+        &self,
+        task: TaskId,
+        priority: f64,
+        _inputs: InlineInputs,
+    ) -> Result<(), InvokeError> {
+        self.invoke(task, priority)
+    }
 
     /// How many more executors could start now without queueing.
     fn spare_capacity(&self) -> usize;
@@ -132,6 +147,15 @@ pub(crate) trait Platform: Invoker {
         false
     }
 
+    /// Starts an executor with small inputs offered inline (see
+    /// [`Dispatcher::invoke_with_inputs`]).
+    fn invoke_inline(
+        &self,
+        task: TaskId,
+        priority: f64,
+        inputs: InlineInputs,
+    ) -> Result<(), InvokeError>;
+
     /// Every task has finished.
     fn finish(&self) -> Result<(), InvokeError>;
 }
@@ -182,6 +206,15 @@ impl Platform for Remote<'_> {
 
     fn deliveries_may_precede_data(&self) -> bool {
         true
+    }
+
+    fn invoke_inline(
+        &self,
+        task: TaskId,
+        priority: f64,
+        inputs: InlineInputs,
+    ) -> Result<(), InvokeError> {
+        self.0.invoke_with_inputs(task, priority, inputs)
     }
 
     fn finish(&self) -> Result<(), InvokeError> {
@@ -316,6 +349,16 @@ impl Platform for ThreadPool {
     fn finish(&self) -> Result<(), InvokeError> {
         self.stop();
         Ok(())
+    }
+
+    /// Local executors share this process's memory: nothing to carry.
+    fn invoke_inline(
+        &self,
+        task: TaskId,
+        priority: f64,
+        _: InlineInputs,
+    ) -> Result<(), InvokeError> {
+        self.invoke(task, priority)
     }
 }
 

@@ -51,10 +51,10 @@ mod report;
 
 pub use cost::{CostEstimate, PRICES, Prices};
 pub use engine::{
-    Engine, EngineConfig, ExecutorReport, ExecutorSlot, Scheduler, Stores, WorkerCache,
+    Engine, EngineConfig, ExecutorReport, ExecutorSlot, Scheduler, Stores, WorkerCache, data_key,
 };
 pub use error::ExecError;
-pub use invoke::{Dispatcher, ExecutorId, InvokeError, Invoker};
+pub use invoke::{Dispatcher, ExecutorId, InlineInputs, InvokeError, Invoker};
 pub use local::LocalExecutor;
 pub use report::{ExecutorRecord, IoReport, RunReport, TaskRecord};
 

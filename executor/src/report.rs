@@ -58,6 +58,8 @@ pub struct IoReport {
     pub staged_bytes: u64,
     /// Objects of the graph's inputs put into the store before the run.
     pub staged_objects: u64,
+    /// Inputs that arrived inline with an invocation instead of from the store.
+    pub inline_inputs: u64,
     /// Fan-in arrivals recorded.
     pub arrivals: u64,
     /// Claims made to hold a child's inputs locally.
