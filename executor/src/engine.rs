@@ -953,7 +953,12 @@ where
                 return Ok(());
             }
             if let Some(mailbox) = &executor.mailbox {
-                self.platform.collect_mail(mailbox).map_err(mail_error)?;
+                // Deliveries are for children held here; while nothing is
+                // held, they can wait in the platform's mailbox (read in full
+                // when it closes).
+                if !executor.held.is_empty() {
+                    self.platform.collect_mail(mailbox).map_err(mail_error)?;
+                }
                 let delivered = mailbox.take();
                 self.accept(executor, delivered);
             }
@@ -1286,9 +1291,13 @@ where
     /// capacity, keeping the best task (the one this executor becomes next)
     /// and giving away those with the least local data first.
     fn share(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
-        let mut spare = self.platform.spare_capacity();
         let keep_one = usize::from(executor.pinned.is_empty());
-        if spare == 0 || executor.free.len() <= keep_one {
+        // Nothing to give away: do not ask the platform (a round trip remotely).
+        if executor.free.len() <= keep_one {
+            return Ok(());
+        }
+        let mut spare = self.platform.spare_capacity();
+        if spare == 0 {
             return Ok(());
         }
         let best = if keep_one == 1 {
