@@ -1024,14 +1024,14 @@ impl RemoteConfig {
 /// objects, arrivals, leases and queues are removed afterwards, also when it
 /// fails.
 pub(crate) fn run_job(
-    job: &Submission<'_>,
+    submission: &Submission<'_>,
     inputs: Vec<(DataId, Arc<Tile>)>,
 ) -> Result<RunOutcome<Tile>, Error> {
     let Submission {
         connection,
         scheduler,
         ..
-    } = *job;
+    } = *submission;
     if scheduler == Scheduler::Shared {
         return Err(RemoteError::Setup {
             what: "scheduler",
@@ -1039,9 +1039,8 @@ pub(crate) fn run_job(
         }
         .into());
     }
-    let id = JobId::unique("job")?;
-    let result = drive(job, inputs, &id);
-    let job = id;
+    let job = JobId::unique("job")?;
+    let result = drive(submission, inputs, &job);
     let redis = &connection.redis;
     let _ = connection.block(async {
         connection.stores.objects.delete_job(&job).await?;
@@ -1269,7 +1268,7 @@ fn gather_reports(
             t.end += offset;
             t
         }));
-        add_io(&mut io, &message.report.io);
+        io += &message.report.io;
     }
     tasks.sort_by_key(|r| r.end);
     executors.sort_by_key(|r| r.start);
@@ -1283,22 +1282,6 @@ fn gather_reports(
         io,
         cost: None,
     })
-}
-
-fn add_io(total: &mut IoReport, part: &IoReport) {
-    total.cache_hits += part.cache_hits;
-    total.cache_hit_bytes += part.cache_hit_bytes;
-    total.store_reads += part.store_reads;
-    total.store_read_bytes += part.store_read_bytes;
-    total.store_writes += part.store_writes;
-    total.store_write_bytes += part.store_write_bytes;
-    total.staged_bytes += part.staged_bytes;
-    total.staged_objects += part.staged_objects;
-    total.inline_inputs += part.inline_inputs;
-    total.arrivals += part.arrivals;
-    total.claims += part.claims;
-    total.invocations += part.invocations;
-    total.deliveries += part.deliveries;
 }
 
 /// Worker processes started by this process, stopped (killed) when dropped.

@@ -70,6 +70,25 @@ pub struct IoReport {
     pub deliveries: u64,
 }
 
+impl std::ops::AddAssign<&IoReport> for IoReport {
+    /// Adds another executor's traffic (remote executors report separately).
+    fn add_assign(&mut self, part: &IoReport) {
+        self.cache_hits += part.cache_hits;
+        self.cache_hit_bytes += part.cache_hit_bytes;
+        self.store_reads += part.store_reads;
+        self.store_read_bytes += part.store_read_bytes;
+        self.store_writes += part.store_writes;
+        self.store_write_bytes += part.store_write_bytes;
+        self.staged_bytes += part.staged_bytes;
+        self.staged_objects += part.staged_objects;
+        self.inline_inputs += part.inline_inputs;
+        self.arrivals += part.arrivals;
+        self.claims += part.claims;
+        self.invocations += part.invocations;
+        self.deliveries += part.deliveries;
+    }
+}
+
 /// What happened in one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunReport {
