@@ -47,7 +47,7 @@ impl Kernels<TileOp> for TileKernels {
     type Value = Tile;
     type Error = LinalgError;
     fn execute(&self, op: &TileOp, inputs: Vec<Arc<Tile>>) -> Result<Vec<Tile>, LinalgError> {
-        op.execute(self.0, inputs).map(|tile| vec![tile])
+        op.execute(self.0, inputs)
     }
 }
 

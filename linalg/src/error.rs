@@ -41,6 +41,22 @@ pub enum LinalgError {
         /// Index of the failing pivot in the whole matrix.
         row: usize,
     },
+    /// An iterative decomposition (the SVD) did not converge.
+    #[error("{operation} did not converge{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    NoConvergence {
+        /// The operation.
+        operation: &'static str,
+        /// What the library reported.
+        detail: String,
+    },
+    /// A matrix is rank deficient where the operation needs full rank.
+    #[error("{operation}: the matrix is rank deficient: {detail}")]
+    RankDeficient {
+        /// The operation.
+        operation: &'static str,
+        /// Which pivot or singular value is (numerically) zero.
+        detail: String,
+    },
     /// The requested kernel backend was not compiled in.
     #[error("the {backend} backend is not available: rebuild with `--features {feature}`")]
     BackendUnavailable {

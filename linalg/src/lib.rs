@@ -21,8 +21,10 @@
 //! }
 //! for &task in plan.dag.topological_order() {
 //!     let inputs = plan.dag.reads(task).iter().map(|d| values[d].clone()).collect();
-//!     let out = plan.dag.op(task).execute(backend, inputs)?;
-//!     values.insert(plan.dag.writes(task)[0], Arc::new(out));
+//!     let outputs = plan.dag.op(task).execute(backend, inputs)?;
+//!     for (item, tile) in plan.dag.writes(task).iter().zip(outputs) {
+//!         values.insert(*item, Arc::new(tile));
+//!     }
 //! }
 //! let l00 = &values[&plan.l.get(0, 0).unwrap()];
 //! assert!(l00[[0, 0]] > 0.0);
@@ -38,12 +40,15 @@ mod ops;
 mod rng;
 pub mod tile;
 
-pub use algorithms::TileMap;
 pub use algorithms::cholesky::{CholeskyPlan, cholesky_flops, cholesky_plan, cholesky_task_count};
 pub use algorithms::gemm::{GemmPlan, gemm_flops, gemm_plan};
+pub use algorithms::solve::{SolvePlan, cholesky_solve_plan, lstsq_plan, triangular_solve_plan};
+pub use algorithms::svd::{RandomizedSvd, SvdPlan, V, randomized_svd_plan, tall_svd_plan};
+pub use algorithms::tsqr::{TsqrPlan, tsqr_plan};
+pub use algorithms::{TileMap, execute_serial};
 pub use block::BlockMatrix;
 pub use error::LinalgError;
-pub use kernels::{BackendKind, Diagonal, Side, TileBackend, Transpose, Triangle};
+pub use kernels::{BackendKind, Diagonal, Side, SvdParts, TileBackend, Transpose, Triangle};
 pub use layout::TileLayout;
 pub use ops::TileOp;
 pub use tile::Tile;

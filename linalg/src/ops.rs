@@ -7,8 +7,8 @@ use crate::LinalgError;
 use crate::kernels::{Diagonal, Side, TileBackend, Transpose, Triangle};
 use crate::tile::{self, Tile};
 
-/// One tile operation of a tiled algorithm. Each writes one tile; the inputs it
-/// reads, in order, are listed with each variant. Dimensions are carried for the
+/// One tile operation of a tiled algorithm. Most write one tile; the inputs
+/// they read and the outputs they write, in order, are listed with each variant. Dimensions are carried for the
 /// cost estimate, coordinates for labels and error messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TileOp {
@@ -68,6 +68,41 @@ pub enum TileOp {
         /// First row of the tile in the whole matrix.
         row: u64,
     },
+    /// Householder QR of its `parts` input tiles stacked on top of each other
+    /// (all with `cols` columns, `rows` rows in all): writes `[R]`, or with
+    /// `explicit_q` `[Q₁, …, Q_parts, R]`, where `Qᵢ` holds the rows of the
+    /// thin `Q` that belong to input `i`. `R` is `min(rows, cols) × cols`.
+    Qr {
+        /// Rows of the stacked inputs.
+        rows: u64,
+        /// Columns of every input.
+        cols: u32,
+        /// Number of inputs.
+        parts: u32,
+        /// Whether `Q` is formed.
+        explicit_q: bool,
+        /// `[level, index]` in a reduction tree (level 0: tiles of the matrix).
+        at: [u32; 2],
+    },
+    /// Least-squares finish: reads `[[R C]; …]`, the factor of a QR of
+    /// `[A B]`, and writes `X` solving `R·X = C` with `R` its top-left `n × n`
+    /// and `C` its top-right `n × rhs` corner. Fails with
+    /// [`LinalgError::RankDeficient`] when a diagonal entry of `R` is
+    /// negligible next to the largest.
+    SolveR {
+        /// Columns of `A`.
+        n: u32,
+        /// Columns of `B`.
+        rhs: u32,
+    },
+    /// Thin SVD of one tile `A = U·diag(s)·Vᵀ`; reads `[A]`, writes `[s]`
+    /// (a column) or with `vectors` `[U, s, Vᵀ]`.
+    Svd {
+        /// `[rows, cols]` of `A`.
+        dims: [u32; 2],
+        /// Whether `U` and `Vᵀ` are formed.
+        vectors: bool,
+    },
 }
 
 impl Operation for TileOp {
@@ -87,6 +122,26 @@ impl Operation for TileOp {
                 order * order * other
             }
             TileOp::Potrf { n, .. } => f64::from(n).powi(3) / 3.0,
+            TileOp::Qr {
+                rows,
+                cols,
+                explicit_q,
+                ..
+            } => {
+                let (m, n) = (rows as f64, f64::from(cols));
+                let k = m.min(n);
+                let factor = 2.0 * m * n * k - (m + n) * k * k + 2.0 * k.powi(3) / 3.0;
+                if explicit_q { 2.0 * factor } else { factor }
+            }
+            TileOp::SolveR { n, rhs } => f64::from(n) * f64::from(n) * f64::from(rhs),
+            TileOp::Svd {
+                dims: [m, n],
+                vectors,
+            } => {
+                let (m, n) = (f64::from(m.max(n)), f64::from(m.min(n)));
+                // Bidiagonalization plus, with vectors, their accumulation.
+                (4.0 * m * n * n - 4.0 * n.powi(3) / 3.0) * if vectors { 3.0 } else { 1.0 }
+            }
         }
     }
 
@@ -96,6 +151,9 @@ impl Operation for TileOp {
             TileOp::Syrk { at: [i, k], .. } => format!("syrk({i},{i})@{k}"),
             TileOp::Trsm { at: [i, j], .. } => format!("trsm({i},{j})"),
             TileOp::Potrf { tile, .. } => format!("potrf({tile},{tile})"),
+            TileOp::Qr { at: [l, i], .. } => format!("qr({l},{i})"),
+            TileOp::Svd { .. } => "svd".into(),
+            TileOp::SolveR { .. } => "solve_r".into(),
         }
     }
 }
@@ -121,8 +179,60 @@ fn expect(
 }
 
 impl TileOp {
-    /// Runs the operation on its input tiles and returns the tile it writes.
+    /// Number of tiles the operation writes.
+    pub fn num_outputs(&self) -> usize {
+        match *self {
+            TileOp::Qr {
+                parts, explicit_q, ..
+            } => {
+                if explicit_q {
+                    parts as usize + 1
+                } else {
+                    1
+                }
+            }
+            TileOp::Svd { vectors, .. } => {
+                if vectors {
+                    3
+                } else {
+                    1
+                }
+            }
+            _ => 1,
+        }
+    }
+
+    /// Runs the operation on its input tiles and returns the tiles it
+    /// writes, in the order the variant lists them.
     pub fn execute(
+        &self,
+        backend: &dyn TileBackend,
+        inputs: Vec<Arc<Tile>>,
+    ) -> Result<Vec<Tile>, LinalgError> {
+        match *self {
+            TileOp::Qr {
+                cols,
+                parts,
+                explicit_q,
+                ..
+            } => qr_stacked(backend, inputs, cols as usize, parts as usize, explicit_q),
+            TileOp::Svd { vectors, .. } => {
+                expect("svd", &inputs, 1)?;
+                let a = inputs.into_iter().next().map(take).unwrap_or_default();
+                let parts = backend.svd(a, vectors)?;
+                let s = Tile::from_shape_vec((parts.s.len(), 1), parts.s).map_err(|e| {
+                    crate::error::shape_mismatch("svd", format!("singular values: {e}"))
+                })?;
+                Ok(match (parts.u, parts.vt) {
+                    (Some(u), Some(vt)) => vec![u, s, vt],
+                    _ => vec![s],
+                })
+            }
+            _ => self.execute_one(backend, inputs).map(|tile| vec![tile]),
+        }
+    }
+
+    fn execute_one(
         &self,
         backend: &dyn TileBackend,
         mut inputs: Vec<Arc<Tile>>,
@@ -209,6 +319,109 @@ impl TileOp {
                 })?;
                 Ok(a)
             }
+            TileOp::SolveR { n, rhs } => {
+                expect("solve_r", &inputs, 1)?;
+                solve_r(backend, &inputs[0], n as usize, rhs as usize)
+            }
+            TileOp::Qr { .. } | TileOp::Svd { .. } => Err(LinalgError::WrongInputCount {
+                operation: "single-output kernel",
+                expected: 1,
+                got: self.num_outputs(),
+            }),
         }
     }
+}
+
+fn solve_r(
+    backend: &dyn TileBackend,
+    factor: &Tile,
+    n: usize,
+    rhs: usize,
+) -> Result<Tile, LinalgError> {
+    if factor.nrows() < n || factor.ncols() != n + rhs {
+        return Err(crate::error::shape_mismatch(
+            "solve_r",
+            format!(
+                "the factor is {}×{} but R·X = C needs at least {n} rows and {} columns",
+                factor.nrows(),
+                factor.ncols(),
+                n + rhs
+            ),
+        ));
+    }
+    let largest = (0..n).map(|i| factor[[i, i]].abs()).fold(0.0, f64::max);
+    let tolerance = largest * n as f64 * f64::EPSILON;
+    if let Some(column) = (0..n).find(|&i| factor[[i, i]].abs() <= tolerance) {
+        return Err(LinalgError::RankDeficient {
+            operation: "least squares",
+            detail: format!(
+                "column {column} of A is (numerically) a combination of the columns before it: \
+                 |R[{column},{column}]| = {:e} ≤ {tolerance:e}",
+                factor[[column, column]].abs()
+            ),
+        });
+    }
+    let r = factor.slice(ndarray::s![..n, ..n]);
+    let mut x = tile::to_column_major(factor.slice(ndarray::s![..n, n..]));
+    backend.trsm(
+        Side::Left,
+        Triangle::Upper,
+        Transpose::No,
+        Diagonal::NonUnit,
+        1.0,
+        r,
+        x.view_mut(),
+    )?;
+    Ok(x)
+}
+
+/// QR of tiles stacked vertically; `Q` is cut back into one block per input.
+fn qr_stacked(
+    backend: &dyn TileBackend,
+    inputs: Vec<Arc<Tile>>,
+    cols: usize,
+    parts: usize,
+    explicit_q: bool,
+) -> Result<Vec<Tile>, LinalgError> {
+    expect("qr", &inputs, parts)?;
+    if let Some(bad) = inputs.iter().find(|t| t.ncols() != cols) {
+        return Err(crate::error::shape_mismatch(
+            "qr",
+            format!(
+                "a stacked tile has {} columns, expected {cols}",
+                bad.ncols()
+            ),
+        ));
+    }
+    let heights: Vec<usize> = inputs.iter().map(|t| t.nrows()).collect();
+    let stacked = if inputs.len() == 1 {
+        inputs.into_iter().next().map(take).unwrap_or_default()
+    } else {
+        let mut whole = tile::zeros(heights.iter().sum(), cols);
+        let mut row = 0;
+        for (input, height) in inputs.iter().zip(&heights) {
+            whole
+                .slice_mut(ndarray::s![row..row + height, ..])
+                .assign(&**input);
+            row += height;
+        }
+        whole
+    };
+    let (r, q) = backend.qr(stacked, explicit_q)?;
+    let mut out = Vec::with_capacity(parts + 1);
+    if let Some(q) = q {
+        if parts == 1 {
+            out.push(q);
+        } else {
+            let mut row = 0;
+            for height in heights {
+                out.push(tile::to_column_major(
+                    q.slice(ndarray::s![row..row + height, ..]),
+                ));
+                row += height;
+            }
+        }
+    }
+    out.push(r);
+    Ok(out)
 }

@@ -37,15 +37,41 @@ pub fn cholesky_task_count(t: usize) -> usize {
 
 /// Plans the Cholesky factorization of a square matrix in square tiles.
 pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
+    check_square_tiles("cholesky", a)?;
+    let t = a.grid().0;
+    let tasks = cholesky_task_count(t);
+    let mut builder = DagBuilder::with_capacity(tasks, t * (t + 1) / 2 + tasks);
+    let mut a_map = TileMap::new(a);
+    for i in 0..t {
+        for j in 0..=i {
+            a_map.set(i, j, builder.input(a.tile_bytes(i, j)));
+        }
+    }
+    let l_map = emit_cholesky(&mut builder, &a_map);
+    for item in l_map.items.iter().flatten() {
+        builder.output(*item);
+    }
+    Ok(CholeskyPlan {
+        dag: builder.build()?,
+        a: a_map,
+        l: l_map,
+    })
+}
+
+/// Checks that `a` is square in square tiles.
+pub(crate) fn check_square_tiles(
+    operation: &'static str,
+    a: TileLayout,
+) -> Result<(), LinalgError> {
     if a.rows() != a.cols() {
         return Err(shape_mismatch(
-            "cholesky",
+            operation,
             format!("the matrix must be square, it is {}×{}", a.rows(), a.cols()),
         ));
     }
     if a.tile_rows() != a.tile_cols() {
         return Err(shape_mismatch(
-            "cholesky",
+            operation,
             format!(
                 "tiles must be square, they are {}×{}",
                 a.tile_rows(),
@@ -53,19 +79,22 @@ pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
             ),
         ));
     }
-    let t = a.grid().0;
-    let tasks = cholesky_task_count(t);
-    let lower = t * (t + 1) / 2;
-    let mut builder = DagBuilder::with_capacity(tasks, lower + tasks);
-    let lower_index = |i: usize, j: usize| i * (i + 1) / 2 + j;
+    Ok(())
+}
 
-    let mut a_map = TileMap::new(a);
-    let mut current: Vec<DataId> = Vec::with_capacity(lower);
+/// Emits the factorization of the square, square-tiled matrix whose lower
+/// triangle of tiles is in `a` (tiles above the diagonal are not read) and
+/// returns the tiles of `L`.
+pub(crate) fn emit_cholesky(builder: &mut DagBuilder<TileOp>, a_map: &TileMap) -> TileMap {
+    let a = a_map.layout;
+    let t = a.grid().0;
+    let lower_index = |i: usize, j: usize| i * (i + 1) / 2 + j;
+    let mut current: Vec<DataId> = Vec::with_capacity(t * (t + 1) / 2);
     for i in 0..t {
         for j in 0..=i {
-            let data = builder.input(a.tile_bytes(i, j));
-            a_map.set(i, j, data);
-            current.push(data);
+            if let Some(item) = a_map.get(i, j) {
+                current.push(item);
+            }
         }
     }
     let mut l_map = TileMap::new(a);
@@ -81,7 +110,6 @@ pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
             &[current[lower_index(k, k)]],
             &[l_kk],
         );
-        builder.output(l_kk);
         l_map.set(k, k, l_kk);
         // Column k of L below the diagonal, indexed by i - k - 1.
         let mut column = Vec::with_capacity(t - k - 1);
@@ -100,7 +128,6 @@ pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
                 &[l_kk, current[lower_index(i, k)]],
                 &[l_ik],
             );
-            builder.output(l_ik);
             l_map.set(i, k, l_ik);
             column.push(l_ik);
         }
@@ -138,11 +165,7 @@ pub fn cholesky_plan(a: TileLayout) -> Result<CholeskyPlan, LinalgError> {
             }
         }
     }
-    Ok(CholeskyPlan {
-        dag: builder.build()?,
-        a: a_map,
-        l: l_map,
-    })
+    l_map
 }
 
 #[cfg(test)]

@@ -59,24 +59,6 @@ pub fn gemm_plan(
         ));
     }
     let out = TileLayout::new(a.rows(), b.cols(), a.tile_rows(), b.tile_cols())?;
-    if let Some((c, _)) = c {
-        if c != out {
-            return Err(shape_mismatch(
-                "gemm",
-                format!(
-                    "C is {}×{} in {}×{} tiles but A·B is {}×{} in {}×{} tiles",
-                    c.rows(),
-                    c.cols(),
-                    c.tile_rows(),
-                    c.tile_cols(),
-                    out.rows(),
-                    out.cols(),
-                    out.tile_rows(),
-                    out.tile_cols()
-                ),
-            ));
-        }
-    }
     for (what, value) in [("alpha", alpha), ("beta", c.map_or(0.0, |(_, beta)| beta))] {
         if !value.is_finite() {
             return Err(LinalgError::NonFinite {
@@ -95,35 +77,117 @@ pub fn gemm_plan(
         tasks,
         a.num_tiles() + b.num_tiles() + tasks + out.num_tiles(),
     );
-    // Every tile of every operand is read: dense ids in row-major tile order.
-    let declare_inputs = |builder: &mut DagBuilder<TileOp>, layout: TileLayout| -> Vec<DataId> {
-        let (rows, cols) = layout.grid();
-        (0..rows * cols)
-            .map(|index| builder.input(layout.tile_bytes(index / cols, index % cols)))
-            .collect()
-    };
-    let a_ids = declare_inputs(&mut builder, a);
-    let b_ids = declare_inputs(&mut builder, b);
-    let c_in = c.map(|(layout, beta)| (declare_inputs(&mut builder, layout), beta));
+    // Every tile of every operand is read.
+    let a_map = TileMap::inputs(&mut builder, a);
+    let b_map = TileMap::inputs(&mut builder, b);
+    let c_in = c.map(|(layout, beta)| (TileMap::inputs(&mut builder, layout), beta));
+    let c_map = emit_product(
+        &mut builder,
+        Operand::new(&a_map, Transpose::No),
+        Operand::new(&b_map, Transpose::No),
+        alpha,
+        c_in.as_ref().map(|(map, beta)| (map, *beta)),
+    )?;
+    for item in c_map.items.iter().flatten() {
+        builder.output(*item);
+    }
+    Ok(GemmPlan {
+        dag: builder.build()?,
+        a: a_map,
+        b: b_map,
+        c_in: c_in.map(|(map, _)| map),
+        c: c_map,
+    })
+}
+
+/// One operand of a product: a tile map used as stored or transposed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    map: &'a TileMap,
+    trans: Transpose,
+}
+
+impl<'a> Operand<'a> {
+    pub(crate) fn new(map: &'a TileMap, trans: Transpose) -> Self {
+        Self { map, trans }
+    }
+
+    /// `(rows, cols, tile rows, tile cols)` of op(M).
+    fn shape(&self) -> (usize, usize, usize, usize) {
+        let l = self.map.layout;
+        match self.trans {
+            Transpose::No => (l.rows(), l.cols(), l.tile_rows(), l.tile_cols()),
+            Transpose::Yes => (l.cols(), l.rows(), l.tile_cols(), l.tile_rows()),
+        }
+    }
+
+    /// Tile `(i, j)` of op(M) (the stored tile `(j, i)` when transposed).
+    fn tile(&self, i: usize, j: usize) -> Option<DataId> {
+        match self.trans {
+            Transpose::No => self.map.get(i, j),
+            Transpose::Yes => self.map.get(j, i),
+        }
+    }
+}
+
+/// Emits `α·op(A)·op(B)`, plus `β·C` when `c` is given, as one chain of tile
+/// products per output tile; tiles missing from a map are zero and skipped.
+pub(crate) fn emit_product(
+    builder: &mut DagBuilder<TileOp>,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    alpha: f64,
+    c: Option<(&TileMap, f64)>,
+) -> Result<TileMap, LinalgError> {
+    let (m, k, tm, tk) = a.shape();
+    let (k2, n, tk2, tn) = b.shape();
+    if k != k2 || tk != tk2 {
+        return Err(shape_mismatch(
+            "gemm",
+            format!(
+                "op(A) is {m}×{k} in {tm}×{tk} tiles and op(B) is {k2}×{n} in {tk2}×{tn} tiles: \
+                 the inner dimensions and their tiles must agree"
+            ),
+        ));
+    }
+    let out = TileLayout::new(m, n, tm, tn)?;
+    if let Some((c, _)) = c {
+        if c.layout != out {
+            let c = c.layout;
+            return Err(shape_mismatch(
+                "gemm",
+                format!(
+                    "C is {}×{} in {}×{} tiles but A·B is {m}×{n} in {tm}×{tn} tiles",
+                    c.rows(),
+                    c.cols(),
+                    c.tile_rows(),
+                    c.tile_cols(),
+                ),
+            ));
+        }
+    }
+    let inner = TileLayout::new(k, n, tk, tn)?;
+    let (grid_m, grid_n) = out.grid();
+    let grid_k = inner.grid().0;
     let mut c_map = TileMap::new(out);
     for i in 0..grid_m {
         for j in 0..grid_n {
-            let mut previous = c_in
-                .as_ref()
-                .map(|(ids, beta)| (ids[out.tile_index(i, j)], *beta));
+            let mut previous = c.and_then(|(map, beta)| map.get(i, j).map(|item| (item, beta)));
             for p in 0..grid_k {
+                let (Some(a_tile), Some(b_tile)) = (a.tile(i, p), b.tile(p, j)) else {
+                    continue;
+                };
                 let product = builder.data(out.tile_bytes(i, j));
-                let (a_tile, b_tile) = (a_ids[a.tile_index(i, p)], b_ids[b.tile_index(p, j)]);
                 let op = TileOp::Gemm {
-                    trans_a: Transpose::No,
-                    trans_b: Transpose::No,
+                    trans_a: a.trans,
+                    trans_b: b.trans,
                     alpha,
                     beta: previous.map_or(0.0, |(_, beta)| beta),
                     accumulate: previous.is_some(),
                     dims: [
                         dim32(out.rows_of(i)),
                         dim32(out.cols_of(j)),
-                        dim32(a.cols_of(p)),
+                        dim32(inner.rows_of(p)),
                     ],
                     at: [dim32(i), dim32(j), dim32(p)],
                 };
@@ -134,18 +198,9 @@ pub fn gemm_plan(
                 previous = Some((product, 1.0));
             }
             if let Some((result, _)) = previous {
-                builder.output(result);
                 c_map.set(i, j, result);
             }
         }
     }
-    Ok(GemmPlan {
-        dag: builder.build()?,
-        a: TileMap::full(a, &a_ids),
-        b: TileMap::full(b, &b_ids),
-        c_in: c
-            .zip(c_in)
-            .map(|((layout, _), (ids, _))| TileMap::full(layout, &ids)),
-        c: c_map,
-    })
+    Ok(c_map)
 }

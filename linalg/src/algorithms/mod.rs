@@ -4,10 +4,13 @@
 
 pub mod cholesky;
 pub mod gemm;
+pub mod solve;
+pub mod svd;
+pub mod tsqr;
 
-use wukong_dag::DataId;
+use wukong_dag::{DagBuilder, DataId};
 
-use crate::TileLayout;
+use crate::{TileLayout, TileOp};
 
 /// Where the tiles of one matrix live in a graph: one entry per tile in
 /// row-major tile order, `None` for tiles that are structurally zero or unused.
@@ -25,6 +28,16 @@ impl TileMap {
             layout,
             items: vec![None; layout.num_tiles()],
         }
+    }
+
+    /// Declares every tile of `layout` as an input of the graph, in row-major
+    /// tile order.
+    pub(crate) fn inputs(builder: &mut DagBuilder<TileOp>, layout: TileLayout) -> Self {
+        let (rows, cols) = layout.grid();
+        let items: Vec<DataId> = (0..rows * cols)
+            .map(|index| builder.input(layout.tile_bytes(index / cols, index % cols)))
+            .collect();
+        Self::full(layout, &items)
     }
 
     /// A map in which every tile is present, from items in row-major tile order.
@@ -49,3 +62,38 @@ impl TileMap {
 fn dim32(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
+
+/// Runs a plan's graph in topological order on the calling thread, with no
+/// executor: for tests, debugging and tiny problems. Returns every item the
+/// graph computed or was given.
+pub fn execute_serial(
+    dag: &wukong_dag::Dag<TileOp>,
+    inputs: Vec<(DataId, std::sync::Arc<crate::Tile>)>,
+    backend: &dyn crate::TileBackend,
+) -> Result<std::collections::HashMap<DataId, std::sync::Arc<crate::Tile>>, crate::LinalgError> {
+    let mut values: std::collections::HashMap<_, _> = inputs.into_iter().collect();
+    for &task in dag.topological_order() {
+        let reads = dag
+            .reads(task)
+            .iter()
+            .map(|item| {
+                values
+                    .get(item)
+                    .cloned()
+                    .ok_or(crate::LinalgError::WrongInputCount {
+                        operation: "execute_serial: an input of the graph was not given",
+                        expected: dag.reads(task).len(),
+                        got: 0,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = dag.op(task).execute(backend, reads)?;
+        for (item, tile) in dag.writes(task).iter().zip(outputs) {
+            values.insert(*item, std::sync::Arc::new(tile));
+        }
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,12 +2,16 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{
     LltError, LltRegularization, cholesky_in_place, cholesky_in_place_scratch,
 };
+use faer::linalg::householder;
+use faer::linalg::qr::no_pivoting::factor as qr_factor;
+use faer::linalg::svd::{self as faer_svd, ComputeSvdVectors};
 use faer::linalg::triangular_solve as solve;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, ColMut, Conj, MatMut, MatRef, Par};
 use ndarray::{ArrayView2, ArrayViewMut2, CowArray, Ix2, s};
 
 use super::sealed::Raw;
-use super::{BackendKind, Diagonal, Side, Transpose, Triangle};
+use super::{BackendKind, Diagonal, Side, SvdParts, Transpose, Triangle};
+use crate::tile::Tile;
 use crate::{LinalgError, tile};
 
 /// Kernels from faer, in pure Rust. Tile kernels run with `Par::Seq`.
@@ -257,6 +261,121 @@ impl Raw for FaerBackend {
             },
         })
     }
+
+    fn raw_qr(
+        &self,
+        threads: usize,
+        a: Tile,
+        explicit_q: bool,
+    ) -> Result<(Tile, Option<Tile>), LinalgError> {
+        Ok(qr(par(threads), a, explicit_q))
+    }
+
+    fn raw_svd(&self, threads: usize, a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {
+        svd(par(threads), a, vectors)
+    }
+}
+
+/// Householder QR in place with faer's blocked algorithm; `Q` is formed by
+/// applying the reflectors to the first `k` columns of the identity.
+fn qr(par: Par, mut a: Tile, explicit_q: bool) -> (Tile, Option<Tile>) {
+    let (m, n) = a.dim();
+    let k = m.min(n);
+    if k == 0 {
+        return (tile::zeros(k, n), explicit_q.then(|| tile::zeros(m, k)));
+    }
+    let block = qr_factor::recommended_block_size::<f64>(m, n).clamp(1, k);
+    let mut coeff = tile::zeros(block, k);
+    {
+        let scratch = qr_factor::qr_in_place_scratch::<f64>(m, n, block, par, Default::default())
+            .or(
+                householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
+                    m, block, k,
+                ),
+            );
+        let mut buffer = MemBuffer::new(scratch);
+        let stack = MemStack::new(&mut buffer);
+        let mut view = a.view_mut();
+        qr_factor::qr_in_place(
+            mat_mut(&mut view),
+            mat_mut(&mut coeff.view_mut()),
+            par,
+            stack,
+            Default::default(),
+        );
+    }
+    let mut r = tile::zeros(k, n);
+    for j in 0..n {
+        for i in 0..=j.min(k - 1) {
+            r[[i, j]] = a[[i, j]];
+        }
+    }
+    let q = explicit_q.then(|| {
+        let mut q = tile::zeros(m, k);
+        for i in 0..k {
+            q[[i, i]] = 1.0;
+        }
+        let scratch = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<
+            f64,
+        >(m, block, k);
+        let mut buffer = MemBuffer::new(scratch);
+        let stack = MemStack::new(&mut buffer);
+        let basis = a.view();
+        householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+            mat_ref(&basis),
+            mat_ref(&coeff.view()),
+            Conj::No,
+            mat_mut(&mut q.view_mut()),
+            par,
+            stack,
+        );
+        q
+    });
+    (r, q)
+}
+
+fn svd(par: Par, a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {
+    let (m, n) = a.dim();
+    let k = m.min(n);
+    let mut s = vec![0.0; k];
+    if k == 0 {
+        return Ok(SvdParts {
+            s,
+            u: vectors.then(|| tile::zeros(m, 0)),
+            vt: vectors.then(|| tile::zeros(0, n)),
+        });
+    }
+    let job = if vectors {
+        ComputeSvdVectors::Thin
+    } else {
+        ComputeSvdVectors::No
+    };
+    let mut u = vectors.then(|| tile::zeros(m, k));
+    let mut v = vectors.then(|| tile::zeros(n, k));
+    let scratch = faer_svd::svd_scratch::<f64>(m, n, job, job, par, Default::default());
+    let mut buffer = MemBuffer::new(scratch);
+    let stack = MemStack::new(&mut buffer);
+    let view = a.view();
+    let mut u_view = u.as_mut().map(|u| u.view_mut());
+    let mut v_view = v.as_mut().map(|v| v.view_mut());
+    faer_svd::svd(
+        mat_ref(&view),
+        ColMut::from_slice_mut(&mut s).as_diagonal_mut(),
+        u_view.as_mut().map(mat_mut),
+        v_view.as_mut().map(mat_mut),
+        par,
+        stack,
+        Default::default(),
+    )
+    .map_err(|error| LinalgError::NoConvergence {
+        operation: "svd",
+        detail: format!("{error:?}"),
+    })?;
+    Ok(SvdParts {
+        s,
+        u,
+        vt: v.map(|v| tile::to_column_major(v.t())),
+    })
 }
 
 fn par(threads: usize) -> Par {

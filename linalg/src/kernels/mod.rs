@@ -11,6 +11,8 @@ mod faer_backend;
 mod openblas_backend;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+use crate::tile::Tile;
 use serde::{Deserialize, Serialize};
 
 use crate::LinalgError;
@@ -109,6 +111,7 @@ pub(crate) mod sealed {
 
     use super::{BackendKind, Diagonal, Side, Transpose, Triangle};
     use crate::LinalgError;
+    use crate::tile::Tile;
 
     /// What a backend implements. Callers outside this crate cannot name this
     /// trait, so they cannot skip the shape checks of [`super::TileBackend`],
@@ -161,7 +164,37 @@ pub(crate) mod sealed {
             threads: usize,
             a: &mut ArrayViewMut2<'_, f64>,
         ) -> Result<(), LinalgError>;
+
+        /// Householder QR of a column-major contiguous `m×n` matrix on
+        /// `threads` threads: `R` (`k×n`, upper, `k = min(m, n)`) and, when
+        /// asked, the explicit thin `Q` (`m×k`).
+        fn raw_qr(
+            &self,
+            threads: usize,
+            a: Tile,
+            explicit_q: bool,
+        ) -> Result<(Tile, Option<Tile>), LinalgError>;
+
+        /// Thin SVD of a column-major contiguous matrix on `threads` threads.
+        fn raw_svd(
+            &self,
+            threads: usize,
+            a: Tile,
+            vectors: bool,
+        ) -> Result<super::SvdParts, LinalgError>;
     }
+}
+
+/// A thin singular value decomposition `A = U·diag(s)·Vᵀ` of an `m×n` matrix,
+/// `k = min(m, n)`.
+#[derive(Debug, Clone)]
+pub struct SvdParts {
+    /// Singular values, non-negative and in non-increasing order (`k`).
+    pub s: Vec<f64>,
+    /// Left singular vectors (`m×k`), when asked for.
+    pub u: Option<Tile>,
+    /// Right singular vectors, transposed (`k×n`), when asked for.
+    pub vt: Option<Tile>,
 }
 
 /// Dense kernels on tiles. All take views of any layout; column-major views are
@@ -229,6 +262,40 @@ pub trait TileBackend: sealed::Raw {
     /// (callers that factor a tile of a larger matrix rewrite it).
     fn potrf(&self, a: ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
         self.cholesky_whole(a, 1)
+    }
+
+    /// Householder QR `A = Q·R` of one tile: `R` is `k×n` upper triangular
+    /// (`k = min(m, n)`, zeros below the diagonal) and, with `explicit_q`,
+    /// `Q` is the `m×k` matrix with orthonormal columns. Takes the tile by
+    /// value and factors it in place when it is column-major.
+    fn qr(&self, a: Tile, explicit_q: bool) -> Result<(Tile, Option<Tile>), LinalgError> {
+        self.qr_whole(a, 1, explicit_q)
+    }
+
+    /// [`qr`](Self::qr) of a whole matrix on `threads` threads: the
+    /// reference for TSQR and tiled QR.
+    fn qr_whole(
+        &self,
+        a: Tile,
+        threads: usize,
+        explicit_q: bool,
+    ) -> Result<(Tile, Option<Tile>), LinalgError> {
+        check_finite_operand("qr", &a)?;
+        self.raw_qr(threads.max(1), column_major_owned(a), explicit_q)
+    }
+
+    /// Thin SVD of one tile on one thread; singular values only unless
+    /// `vectors`. Fails with [`LinalgError::NoConvergence`] in the rare case
+    /// the iteration does not converge.
+    fn svd(&self, a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {
+        self.svd_whole(a, 1, vectors)
+    }
+
+    /// [`svd`](Self::svd) of a whole matrix on `threads` threads: the
+    /// reference for the tiled SVDs.
+    fn svd_whole(&self, a: Tile, threads: usize, vectors: bool) -> Result<SvdParts, LinalgError> {
+        check_finite_operand("svd", &a)?;
+        self.raw_svd(threads.max(1), column_major_owned(a), vectors)
     }
 
     /// Whole-matrix `A·B` on `threads` threads: the reference for tiled GEMM.
@@ -340,6 +407,29 @@ fn check_trsm(
         ));
     }
     Ok(())
+}
+
+/// The matrix itself when it is column-major and contiguous, else a copy that is.
+fn column_major_owned(a: Tile) -> Tile {
+    if a.t().is_standard_layout() {
+        a
+    } else {
+        crate::tile::to_column_major(a.view())
+    }
+}
+
+/// Decompositions cannot report a NaN's position once it has spread, so
+/// their operands are checked first.
+fn check_finite_operand(operation: &'static str, a: &Tile) -> Result<(), LinalgError> {
+    match crate::tile::first_non_finite(a.view()) {
+        Some((row, col, value)) => Err(LinalgError::NonFinite {
+            matrix: operation,
+            row,
+            col,
+            value,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_square(operation: &'static str, rows: usize, cols: usize) -> Result<(), LinalgError> {

@@ -10,10 +10,10 @@ use lax::layout::MatrixLayout;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use super::sealed::Raw;
-use super::{BackendKind, Diagonal, Side, Transpose, Triangle};
+use super::{BackendKind, Diagonal, Side, SvdParts, Transpose, Triangle};
 use crate::LinalgError;
 use crate::error::shape_mismatch;
-use crate::tile;
+use crate::tile::{self, Tile};
 
 unsafe extern "C" {
     fn openblas_set_num_threads(threads: c_int);
@@ -279,6 +279,92 @@ fn dpotrf(a: &mut ArrayViewMut2<'_, f64>) -> Result<(), LinalgError> {
     }
 }
 
+fn lapack_failure(operation: &'static str, error: lax::error::Error) -> LinalgError {
+    match error {
+        lax::error::Error::LapackComputationalFailure { return_code } if operation == "svd" => {
+            LinalgError::NoConvergence {
+                operation,
+                detail: format!("LAPACK dgesdd returned {return_code}"),
+            }
+        }
+        other => shape_mismatch(operation, format!("LAPACK rejected the call: {other}")),
+    }
+}
+
+/// The layout LAPACK sees for a column-major contiguous `m×n` tile.
+fn lapack_layout(a: &Tile, operation: &'static str) -> Result<MatrixLayout, LinalgError> {
+    Ok(MatrixLayout::F {
+        col: dim(a.ncols(), operation)?,
+        lda: dim(a.nrows().max(1), operation)?,
+    })
+}
+
+/// `dgeqrf`, then the upper triangle copied out as `R` and, when asked,
+/// `dorgqr` over the reflectors for the explicit `Q`.
+fn dgeqrf(mut a: Tile, explicit_q: bool) -> Result<(Tile, Option<Tile>), LinalgError> {
+    let (m, n) = a.dim();
+    let k = m.min(n);
+    if k == 0 {
+        return Ok((tile::zeros(k, n), explicit_q.then(|| tile::zeros(m, k))));
+    }
+    let layout = lapack_layout(&a, "qr")?;
+    let tau = f64::householder(layout, slice_of(&mut a)?).map_err(|e| lapack_failure("qr", e))?;
+    let mut r = tile::zeros(k, n);
+    for j in 0..n {
+        for i in 0..=j.min(k - 1) {
+            r[[i, j]] = a[[i, j]];
+        }
+    }
+    if !explicit_q {
+        return Ok((r, None));
+    }
+    f64::q(layout, slice_of(&mut a)?, &tau).map_err(|e| lapack_failure("qr", e))?;
+    let q = if k == n {
+        a
+    } else {
+        tile::to_column_major(a.slice(ndarray::s![.., ..k]))
+    };
+    Ok((r, Some(q)))
+}
+
+fn slice_of(a: &mut Tile) -> Result<&mut [f64], LinalgError> {
+    a.as_slice_memory_order_mut()
+        .ok_or_else(|| shape_mismatch("qr", "the tile is not contiguous".into()))
+}
+
+/// `dgesdd`, thin vectors or none.
+fn dgesdd(mut a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {
+    use ndarray::ShapeBuilder;
+    let (m, n) = a.dim();
+    let k = m.min(n);
+    if k == 0 {
+        return Ok(SvdParts {
+            s: Vec::new(),
+            u: vectors.then(|| tile::zeros(m, 0)),
+            vt: vectors.then(|| tile::zeros(0, n)),
+        });
+    }
+    let layout = lapack_layout(&a, "svd")?;
+    let job = if vectors {
+        lax::JobSvd::Some
+    } else {
+        lax::JobSvd::None
+    };
+    let out = f64::svddc(layout, job, slice_of(&mut a)?).map_err(|e| lapack_failure("svd", e))?;
+    let shaped = |values: Option<Vec<f64>>, shape: (usize, usize)| {
+        values.and_then(|v| Array2::from_shape_vec(shape.f(), v).ok())
+    };
+    Ok(SvdParts {
+        s: out.s,
+        u: if vectors { shaped(out.u, (m, k)) } else { None },
+        vt: if vectors {
+            shaped(out.vt, (k, n))
+        } else {
+            None
+        },
+    })
+}
+
 impl Raw for OpenBlasBackend {
     fn raw_kind(&self) -> BackendKind {
         BackendKind::OpenBlas
@@ -390,5 +476,18 @@ impl Raw for OpenBlasBackend {
         a: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
         self.on_threads(threads, || dpotrf(a))
+    }
+
+    fn raw_qr(
+        &self,
+        threads: usize,
+        a: Tile,
+        explicit_q: bool,
+    ) -> Result<(Tile, Option<Tile>), LinalgError> {
+        self.on_threads(threads, || dgeqrf(a, explicit_q))
+    }
+
+    fn raw_svd(&self, threads: usize, a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {
+        self.on_threads(threads, || dgesdd(a, vectors))
     }
 }

@@ -1,0 +1,356 @@
+//! Accuracy of the TSQR, SVD and solve graphs against whole-matrix routines,
+//! run serially on every compiled backend, on sizes that are not multiples of
+//! the tile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayView2, s};
+use wukong_dag::DataId;
+
+use super::*;
+use crate::kernels::{Transpose, Triangle};
+use crate::{
+    BackendKind, BlockMatrix, LinalgError, RandomizedSvd, Tile, TileBackend, V,
+    cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, triangular_solve_plan,
+    tsqr_plan,
+};
+
+fn backends() -> Vec<&'static dyn TileBackend> {
+    let mut all = vec![BackendKind::Faer.kernels().unwrap()];
+    if let Ok(openblas) = BackendKind::OpenBlas.kernels() {
+        all.push(openblas);
+    }
+    all
+}
+
+fn inputs(map: &TileMap, matrix: &Array2<f64>) -> Vec<(DataId, Arc<Tile>)> {
+    let l = map.layout;
+    let (rows, cols) = l.grid();
+    let mut out = Vec::new();
+    for i in 0..rows {
+        for j in 0..cols {
+            if let Some(item) = map.get(i, j) {
+                let (r0, c0) = (l.row_offset(i), l.col_offset(j));
+                let (r, c) = l.tile_shape(i, j);
+                let tile = crate::tile::to_column_major(matrix.slice(s![r0..r0 + r, c0..c0 + c]));
+                out.push((item, Arc::new(tile)));
+            }
+        }
+    }
+    out
+}
+
+fn gather(map: &TileMap, values: &HashMap<DataId, Arc<Tile>>) -> Array2<f64> {
+    let l = map.layout;
+    let mut whole = Array2::zeros((l.rows(), l.cols()));
+    let (rows, cols) = l.grid();
+    for i in 0..rows {
+        for j in 0..cols {
+            if let Some(item) = map.get(i, j) {
+                let (r0, c0) = (l.row_offset(i), l.col_offset(j));
+                let (r, c) = l.tile_shape(i, j);
+                whole
+                    .slice_mut(s![r0..r0 + r, c0..c0 + c])
+                    .assign(&*values[&item]);
+            }
+        }
+    }
+    whole
+}
+
+fn random(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
+    BlockMatrix::random(rows, cols, rows, cols, seed)
+        .unwrap()
+        .to_array()
+}
+
+fn norm(a: ArrayView2<'_, f64>) -> f64 {
+    crate::tile::frobenius_norm(a)
+}
+
+fn orthogonality(q: &Array2<f64>) -> f64 {
+    norm((q.t().dot(q) - Array2::<f64>::eye(q.ncols())).view())
+}
+
+#[test]
+fn tsqr_factors_tall_matrices_with_any_tree() {
+    // (rows, cols, tile rows, arity): ragged last tiles, tiles shorter than
+    // the matrix is wide, odd arities and a single tile.
+    let cases = [
+        (1000, 37, 128, 2),
+        (1000, 37, 128, 3),
+        (300, 20, 64, 5),
+        (100, 30, 16, 2),
+        (90, 12, 200, 2),
+    ];
+    for backend in backends() {
+        for &(m, n, tile, arity) in &cases {
+            let a = random(m, n, 11);
+            let plan = tsqr_plan(TileLayout::new(m, n, tile, n).unwrap(), arity, true).unwrap();
+            let values = execute_serial(&plan.dag, inputs(&plan.a, &a), backend).unwrap();
+            let r = values[&plan.r].as_ref().clone();
+            let q = gather(plan.q.as_ref().unwrap(), &values);
+            let what = format!("{:?} {m}×{n} tile {tile} arity {arity}", backend.kind());
+            assert_eq!(r.dim(), (n, n), "{what}");
+            assert!(orthogonality(&q) < 1e-13 * n as f64, "{what}");
+            let residual = norm((&a - &q.dot(&r)).view()) / norm(a.view());
+            assert!(residual < 1e-14 * m as f64, "{what}: {residual:e}");
+            for j in 0..n {
+                for i in j + 1..n {
+                    assert_eq!(r[[i, j]], 0.0, "{what}: R is not upper triangular");
+                }
+            }
+            // R is unique up to the signs of its rows.
+            let (reference, _) = backend.qr_whole(a.clone(), 2, false).unwrap();
+            for i in 0..n {
+                let sign = (r[[i, i]] * reference[[i, i]]).signum();
+                let row = &r.row(i) * sign - &reference.row(i);
+                assert!(
+                    norm(row.insert_axis(ndarray::Axis(0)).view()) < 1e-11 * m as f64,
+                    "{what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn tsqr_without_q_gives_the_same_r() {
+    let a = random(777, 16, 3);
+    let layout = TileLayout::new(777, 16, 100, 16).unwrap();
+    let backend = BackendKind::Faer.kernels().unwrap();
+    let with = tsqr_plan(layout, 4, true).unwrap();
+    let without = tsqr_plan(layout, 4, false).unwrap();
+    let r1 = execute_serial(&with.dag, inputs(&with.a, &a), backend).unwrap()[&with.r].clone();
+    let r2 =
+        execute_serial(&without.dag, inputs(&without.a, &a), backend).unwrap()[&without.r].clone();
+    assert!(norm((&*r1 - &*r2).view()) < 1e-12);
+}
+
+#[test]
+fn tsqr_stays_accurate_on_ill_conditioned_and_rank_deficient_inputs() {
+    let mut a = random(500, 10, 5);
+    // Column scales from 1 to 1e-12: condition number about 1e12.
+    for j in 0..10 {
+        let scale = 10f64.powi(-(j as i32) * 4 / 3);
+        a.column_mut(j).mapv_inplace(|x| x * scale);
+    }
+    // And an exact copy of a column: rank deficient.
+    let copy = a.column(0).to_owned();
+    a.column_mut(9).assign(&copy);
+    let plan = tsqr_plan(TileLayout::new(500, 10, 64, 10).unwrap(), 2, true).unwrap();
+    for backend in backends() {
+        let values = execute_serial(&plan.dag, inputs(&plan.a, &a), backend).unwrap();
+        let q = gather(plan.q.as_ref().unwrap(), &values);
+        let r = values[&plan.r].as_ref().clone();
+        assert!(orthogonality(&q) < 1e-13);
+        assert!(norm((&a - &q.dot(&r)).view()) / norm(a.view()) < 1e-14 * 500.0);
+    }
+}
+
+fn check_svd(a: &Array2<f64>, s: &[f64], u: &Array2<f64>, v: &Array2<f64>, what: &str) {
+    let mut us = u.clone();
+    for (mut column, &sigma) in us.columns_mut().into_iter().zip(s) {
+        column.mapv_inplace(|x| x * sigma);
+    }
+    let residual = norm((a - &us.dot(&v.t())).view()) / norm(a.view());
+    assert!(
+        residual < 1e-13 * a.nrows() as f64,
+        "{what}: ‖A − UΣVᵀ‖/‖A‖ = {residual:e}"
+    );
+    assert!(orthogonality(u) < 1e-12, "{what}: U");
+    assert!(orthogonality(v) < 1e-12, "{what}: V");
+}
+
+fn assert_values_match(s: &[f64], reference: &[f64], what: &str) {
+    for (i, (x, y)) in s.iter().zip(reference).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-10 * reference[0],
+            "{what}: σ{i} = {x} vs {y}"
+        );
+    }
+}
+
+#[test]
+fn tall_svd_matches_the_whole_matrix_svd() {
+    for backend in backends() {
+        for &(m, n, tile, arity) in &[(700, 25, 96, 2), (200, 40, 30, 4)] {
+            let a = random(m, n, 21);
+            let what = format!("{:?} {m}×{n}", backend.kind());
+            let reference = backend.svd_whole(a.clone(), 2, false).unwrap().s;
+            let layout = TileLayout::new(m, n, tile, n).unwrap();
+            let plan = tall_svd_plan(layout, arity, true).unwrap();
+            let values = execute_serial(&plan.dag, inputs(&plan.a, &a), backend).unwrap();
+            let s: Vec<f64> = values[&plan.s].iter().copied().collect();
+            assert_values_match(&s, &reference, &what);
+            let u = gather(plan.u.as_ref().unwrap(), &values);
+            let Some(V::Transposed(vt)) = plan.v else {
+                panic!("tall SVD gives Vᵀ in one tile")
+            };
+            check_svd(&a, &s, &u, &values[&vt].t().to_owned(), &what);
+            let values_only = tall_svd_plan(layout, arity, false).unwrap();
+            let out =
+                execute_serial(&values_only.dag, inputs(&values_only.a, &a), backend).unwrap();
+            let s2: Vec<f64> = out[&values_only.s].iter().copied().collect();
+            assert_values_match(&s2, &reference, &what);
+        }
+    }
+}
+
+#[test]
+fn randomized_svd_recovers_a_low_rank_matrix() {
+    // Exactly rank 8 plus nothing: the sketch spans the range, so the leading
+    // singular values are exact to rounding.
+    let (m, n, rank) = (230, 170, 8);
+    let a = random(m, rank, 1).dot(&random(rank, n, 2));
+    let settings = RandomizedSvd {
+        rank,
+        oversampling: 5,
+        power_iterations: 1,
+        arity: 2,
+    };
+    for backend in backends() {
+        let layout = TileLayout::new(m, n, 64, 48).unwrap();
+        let plan = randomized_svd_plan(layout, settings, true).unwrap();
+        let l = settings.sketch_width(layout);
+        let omega = random(n, l, 99);
+        let mut given = inputs(&plan.a, &a);
+        given.extend(inputs(plan.omega.as_ref().unwrap(), &omega));
+        let values = execute_serial(&plan.dag, given, backend).unwrap();
+        let s: Vec<f64> = values[&plan.s].iter().copied().collect();
+        let reference = backend.svd_whole(a.clone(), 2, false).unwrap().s;
+        let what = format!("{:?}", backend.kind());
+        assert_values_match(&s[..rank], &reference[..rank], &what);
+        let u = gather(plan.u.as_ref().unwrap(), &values);
+        let Some(V::Tiles(v)) = &plan.v else {
+            panic!("randomized SVD gives V in tiles")
+        };
+        let v = gather(v, &values);
+        let (u, v) = (
+            u.slice(s![.., ..rank]).to_owned(),
+            v.slice(s![.., ..rank]).to_owned(),
+        );
+        check_svd(&a, &s[..rank], &u, &v, &what);
+    }
+}
+
+#[test]
+fn randomized_svd_rejects_bad_ranks() {
+    let layout = TileLayout::new(50, 40, 16, 16).unwrap();
+    let err = randomized_svd_plan(layout, RandomizedSvd::new(41), false).unwrap_err();
+    assert!(err.to_string().contains("rank 41 exceeds"), "{err}");
+    assert!(matches!(
+        randomized_svd_plan(layout, RandomizedSvd::new(0), false),
+        Err(LinalgError::ZeroSize { what: "rank" })
+    ));
+}
+
+fn triangular(n: usize, triangle: Triangle, seed: u64) -> Array2<f64> {
+    let mut t = random(n, n, seed);
+    for i in 0..n {
+        for j in 0..n {
+            let keep = match triangle {
+                Triangle::Lower => j <= i,
+                Triangle::Upper => j >= i,
+            };
+            if !keep {
+                t[[i, j]] = 0.0;
+            }
+        }
+        t[[i, i]] += n as f64;
+    }
+    t
+}
+
+#[test]
+fn triangular_solves_in_all_four_forms() {
+    let (n, r, tile) = (150, 37, 32);
+    let b = random(n, r, 8);
+    for backend in backends() {
+        for triangle in [Triangle::Lower, Triangle::Upper] {
+            for trans in [Transpose::No, Transpose::Yes] {
+                let t = triangular(n, triangle, 4);
+                let plan = triangular_solve_plan(
+                    TileLayout::square_tiles(n, n, tile).unwrap(),
+                    triangle,
+                    trans,
+                    TileLayout::new(n, r, tile, 16).unwrap(),
+                )
+                .unwrap();
+                let mut given = inputs(&plan.a, &t);
+                given.extend(inputs(plan.b.as_ref().unwrap(), &b));
+                let x = gather(&plan.x, &execute_serial(&plan.dag, given, backend).unwrap());
+                let op = if trans == Transpose::No {
+                    t.clone()
+                } else {
+                    t.t().to_owned()
+                };
+                let residual = norm((&op.dot(&x) - &b).view()) / norm(b.view());
+                assert!(residual < 1e-14, "{triangle:?} {trans:?}: {residual:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cholesky_solve_and_least_squares_match_whole_matrix_answers() {
+    for backend in backends() {
+        let n = 130;
+        let spd = BlockMatrix::random_spd(n, n, 3).unwrap().to_array();
+        let b = random(n, 5, 6);
+        let plan = cholesky_solve_plan(
+            TileLayout::square_tiles(n, n, 48).unwrap(),
+            TileLayout::new(n, 5, 48, 5).unwrap(),
+        )
+        .unwrap();
+        let mut given = inputs(&plan.a, &spd);
+        given.extend(inputs(plan.b.as_ref().unwrap(), &b));
+        let x = gather(&plan.x, &execute_serial(&plan.dag, given, backend).unwrap());
+        assert!(norm((&spd.dot(&x) - &b).view()) / norm(b.view()) < 1e-14);
+
+        // Least squares against x = R⁻¹·Qᵀ·b from the whole-matrix QR.
+        let (m, n, r) = (600, 24, 3);
+        let a = random(m, n, 12);
+        let b = random(m, r, 13);
+        let mut ab = Array2::zeros((m, n + r));
+        ab.slice_mut(s![.., ..n]).assign(&a);
+        ab.slice_mut(s![.., n..]).assign(&b);
+        let plan = lstsq_plan(TileLayout::new(m, n + r, 100, n + r).unwrap(), n, 3).unwrap();
+        let x = gather(
+            &plan.x,
+            &execute_serial(&plan.dag, inputs(&plan.a, &ab), backend).unwrap(),
+        );
+        let (rr, q) = backend.qr_whole(a.clone(), 2, true).unwrap();
+        let mut expected = q.unwrap().t().dot(&b);
+        backend
+            .trsm(
+                crate::Side::Left,
+                Triangle::Upper,
+                Transpose::No,
+                crate::Diagonal::NonUnit,
+                1.0,
+                rr.view(),
+                expected.view_mut(),
+            )
+            .unwrap();
+        assert!(norm((&x - &expected).view()) / norm(expected.view()) < 1e-12);
+    }
+}
+
+#[test]
+fn least_squares_names_a_rank_deficient_column() {
+    let (m, n) = (200, 6);
+    let mut ab = random(m, n + 1, 4);
+    let copy = &ab.column(1) * 2.0;
+    ab.column_mut(4).assign(&copy);
+    let plan = lstsq_plan(TileLayout::new(m, n + 1, 64, n + 1).unwrap(), n, 2).unwrap();
+    let backend = BackendKind::Faer.kernels().unwrap();
+    let err = execute_serial(&plan.dag, inputs(&plan.a, &ab), backend).unwrap_err();
+    assert!(
+        matches!(err, LinalgError::RankDeficient { .. }) && err.to_string().contains("column 4"),
+        "{err}"
+    );
+    let err = lstsq_plan(TileLayout::new(5, 9, 5, 9).unwrap(), 8, 2).unwrap_err();
+    assert!(err.to_string().contains("at least as many rows"), "{err}");
+}
