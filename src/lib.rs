@@ -1,7 +1,7 @@
 //! Dense linear algebra as task graphs, run the Wukong way.
 //!
-//! Tiled algorithms (GEMM and Cholesky now; TSQR, SVD, QR and solves next)
-//! compile into task graphs whose tasks are tile kernels; an executor runs the
+//! Tiled algorithms (GEMM, Cholesky, TSQR, tall-skinny and randomized SVD,
+//! triangular, Cholesky and least-squares solves) compile into task graphs whose tasks are tile kernels; an executor runs the
 //! graph. The embedded default needs no set-up: threads of this process and an
 //! in-memory store.
 //!
@@ -21,9 +21,16 @@
 //! let y = BlockMatrix::random(70, 130, 64, 64, 2)?;
 //! let c = runtime.gemm(&x, &y)?;
 //! assert_eq!(c.shape(), (200, 130));
+//!
+//! // A = Q·R of a tall-skinny matrix held as one column of 128-row tiles.
+//! let tall = BlockMatrix::random(1000, 20, 128, 20, 3)?;
+//! let (q, r) = runtime.tsqr(&tall)?;
+//! let residual = &tall.to_array() - &q.to_array().dot(&r);
+//! assert!(residual.iter().all(|x| x.abs() < 1e-12));
 //! # Ok::<(), wukong::Error>(())
 //! ```
 
+mod decompose;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 mod process;
@@ -32,13 +39,16 @@ pub mod remote;
 mod runtime;
 pub mod workload;
 
+pub use decompose::{QrFactors, Solved, SvdFactors};
 pub use process::prepare_process;
 pub use runtime::{Computed, Error, Runtime};
 pub use wukong_dag as dag;
 pub use wukong_executor as executor;
 pub use wukong_executor::{RunReport, Scheduler};
 pub use wukong_linalg as linalg;
-pub use wukong_linalg::{BackendKind, BlockMatrix, LinalgError, Tile, TileLayout};
+pub use wukong_linalg::{
+    BackendKind, BlockMatrix, LinalgError, RandomizedSvd, Tile, TileLayout, Transpose, Triangle,
+};
 pub use wukong_storage as storage;
 
 /// The README's Rust examples run as doctests.

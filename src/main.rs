@@ -8,7 +8,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wukong::dag::Operation;
 use wukong::executor::Progress;
 use wukong::storage::StorageError;
-use wukong::workload::{Algorithm, Mode, Remote, Workload, WorkloadReport};
+use wukong::workload::{
+    Algorithm, Mode, Params, Remote, SolveKind, SvdKind, Workload, WorkloadReport,
+};
 use wukong::{BackendKind, Scheduler};
 
 #[derive(Parser)]
@@ -63,8 +65,34 @@ struct WorkerArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum AlgorithmArg {
+    /// C = A·B.
     Gemm,
+    /// A = L·Lᵀ.
     Cholesky,
+    /// A = Q·R of a tall-skinny matrix (--m rows, --n columns, --tile rows per tile).
+    Tsqr,
+    /// Singular values (and vectors with --vectors): --svd tall or randomized.
+    Svd,
+    /// A solve with --rhs right-hand sides: --solve triangular, cholesky or lstsq.
+    Solve,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SvdArg {
+    /// Exact SVD of a tall-skinny matrix through TSQR.
+    Tall,
+    /// Randomized truncated SVD (--rank, --oversampling, --power).
+    Randomized,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SolveArg {
+    /// L·X = B, L lower triangular.
+    Triangular,
+    /// A·X = B, A symmetric positive definite.
+    Cholesky,
+    /// min ‖A·X − B‖ for a tall A (--m rows, --n columns).
+    Lstsq,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,18 +116,48 @@ struct RunArgs {
     /// The algorithm.
     #[arg(value_enum)]
     algorithm: AlgorithmArg,
-    /// Order of the matrix (Cholesky) or columns of C (GEMM).
+    /// Order of the matrix (Cholesky, triangular and Cholesky solves),
+    /// columns of C (GEMM) or of A (TSQR, SVD, least squares).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     n: u64,
-    /// Rows of A and C (GEMM only; default n).
+    /// Rows of A (GEMM, TSQR, SVD, least squares; default n).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     m: Option<u64>,
     /// Inner dimension (GEMM only; default n).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     k: Option<u64>,
-    /// Tile size; a tile larger than the matrix makes one tile.
+    /// Tile size; a tile larger than the matrix makes one tile. TSQR, tall
+    /// SVD and least squares: rows per tile (tiles span all columns).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     tile: u64,
+    /// TSQR, tall SVD, least squares: factors combined per node of the
+    /// reduction tree.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
+    arity: u64,
+    /// TSQR: form Q explicitly, not only R.
+    #[arg(long)]
+    q: bool,
+    /// SVD: which one.
+    #[arg(long, value_enum, default_value = "tall")]
+    svd: SvdArg,
+    /// SVD: compute the singular vectors too.
+    #[arg(long)]
+    vectors: bool,
+    /// Randomized SVD: singular triplets wanted.
+    #[arg(long, default_value_t = 100)]
+    rank: usize,
+    /// Randomized SVD: extra sketch columns.
+    #[arg(long, default_value_t = 10)]
+    oversampling: usize,
+    /// Randomized SVD: power iterations.
+    #[arg(long, default_value_t = 1)]
+    power: usize,
+    /// Solve: which system.
+    #[arg(long, value_enum, default_value = "cholesky")]
+    solve: SolveArg,
+    /// Solve: right-hand sides.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    rhs: u64,
     /// Executor threads (default: one per core); the reference uses as many.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
@@ -220,11 +278,23 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
     let algorithm = match args.algorithm {
         AlgorithmArg::Gemm => Algorithm::Gemm,
         AlgorithmArg::Cholesky => Algorithm::Cholesky,
+        AlgorithmArg::Tsqr => Algorithm::Tsqr,
+        AlgorithmArg::Svd => Algorithm::Svd,
+        AlgorithmArg::Solve => Algorithm::Solve,
     };
-    if algorithm == Algorithm::Cholesky && (args.m.is_some() || args.k.is_some()) {
+    let square_only = algorithm == Algorithm::Cholesky
+        || (algorithm == Algorithm::Solve && !matches!(args.solve, SolveArg::Lstsq));
+    if square_only && args.m.is_some() {
         return Err(wukong::LinalgError::ShapeMismatch {
-            operation: "cholesky",
-            detail: "--m and --k apply to gemm only; a Cholesky matrix is n×n".into(),
+            operation: algorithm.name(),
+            detail: "--m does not apply: the matrix is n×n".into(),
+        }
+        .into());
+    }
+    if algorithm != Algorithm::Gemm && args.k.is_some() {
+        return Err(wukong::LinalgError::ShapeMismatch {
+            operation: algorithm.name(),
+            detail: "--k applies to gemm only".into(),
         }
         .into());
     }
@@ -286,6 +356,24 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
                 s3_endpoint: args.s3_endpoint.clone(),
                 memory_mb: args.memory,
             }),
+        },
+        params: Params {
+            arity: args.arity as usize,
+            explicit_q: args.q,
+            svd: match args.svd {
+                SvdArg::Tall => SvdKind::Tall,
+                SvdArg::Randomized => SvdKind::Randomized,
+            },
+            vectors: args.vectors,
+            rank: args.rank,
+            oversampling: args.oversampling,
+            power_iterations: args.power,
+            solve: match args.solve {
+                SolveArg::Triangular => SolveKind::Triangular,
+                SolveArg::Cholesky => SolveKind::Cholesky,
+                SolveArg::Lstsq => SolveKind::Lstsq,
+            },
+            rhs: args.rhs as usize,
         },
     };
     let graph = match (&args.dot, &args.gantt) {
@@ -354,6 +442,19 @@ fn print_summary(r: &WorkloadReport) {
     let shape = match r.algorithm {
         Algorithm::Gemm => format!("C({}×{}) = A({}×{})·B({}×{})", r.m, r.n, r.m, r.k, r.k, r.n),
         Algorithm::Cholesky => format!("A = L·Lᵀ, n = {}", r.n),
+        Algorithm::Tsqr => format!("A({}×{}) = Q·R", r.m, r.n),
+        Algorithm::Svd => format!("A({}×{}) = U·Σ·Vᵀ", r.m, r.n),
+        Algorithm::Solve => format!(
+            "{} solve: A {}×{}, {} right-hand sides",
+            r.params.as_ref().map_or("a", |p| match p.solve {
+                SolveKind::Triangular => "triangular",
+                SolveKind::Cholesky => "Cholesky",
+                SolveKind::Lstsq => "least-squares",
+            }),
+            r.m,
+            r.n,
+            r.k
+        ),
     };
     println!("{} {shape}", r.algorithm.name());
     println!(

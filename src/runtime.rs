@@ -292,6 +292,22 @@ impl Runtime {
         result: &TileMap,
         options: &RunOptions<'_>,
     ) -> Result<Computed, Error> {
+        let (mut outputs, report) = self.run_graph(dag, inputs, options)?;
+        Ok(Computed {
+            matrix: assemble(result, &mut outputs)?,
+            report,
+            tasks: dag.num_tasks(),
+        })
+    }
+
+    /// Runs a graph on this runtime's executors and returns its outputs and
+    /// the run's report (with its cost estimate).
+    pub(crate) fn run_graph(
+        &self,
+        dag: &Dag<TileOp>,
+        inputs: Vec<(DataId, Arc<Tile>)>,
+        options: &RunOptions<'_>,
+    ) -> Result<(HashMap<DataId, Arc<Tile>>, RunReport), Error> {
         #[cfg(feature = "redis")]
         let outcome = match &self.remote {
             Some((connection, remote)) => crate::remote::run_job(
@@ -312,12 +328,7 @@ impl Runtime {
         if report.scheduler != Scheduler::Shared.name() {
             report.cost = Some(report.estimate_cost(self.lambda_memory_mb));
         }
-        let matrix = assemble(result, outcome.outputs)?;
-        Ok(Computed {
-            matrix,
-            report,
-            tasks: dag.num_tasks(),
-        })
+        Ok((outcome.outputs, report))
     }
 
     fn run_here(
@@ -338,6 +349,7 @@ impl Runtime {
 
 /// Pairs each tile that a plan reads with its data item.
 /// The async runtime behind network stores: one thread, named `wukong-io`.
+#[cfg(feature = "redis")]
 pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, StorageError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -350,7 +362,7 @@ pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, StorageError> {
         })
 }
 
-fn tiles_of(map: &TileMap, matrix: &BlockMatrix) -> Vec<(DataId, Arc<Tile>)> {
+pub(crate) fn tiles_of(map: &TileMap, matrix: &BlockMatrix) -> Vec<(DataId, Arc<Tile>)> {
     map.items
         .iter()
         .zip(matrix.tiles())
@@ -360,7 +372,10 @@ fn tiles_of(map: &TileMap, matrix: &BlockMatrix) -> Vec<(DataId, Arc<Tile>)> {
 
 /// Builds the result from the run's outputs; tiles the plan leaves out are
 /// zero and share one allocation per shape.
-fn assemble(map: &TileMap, mut outputs: HashMap<DataId, Arc<Tile>>) -> Result<BlockMatrix, Error> {
+pub(crate) fn assemble(
+    map: &TileMap,
+    outputs: &mut HashMap<DataId, Arc<Tile>>,
+) -> Result<BlockMatrix, Error> {
     let layout: TileLayout = map.layout;
     let mut zeros: HashMap<(usize, usize), Arc<Tile>> = HashMap::new();
     let grid_cols = layout.grid().1;

@@ -5,46 +5,10 @@
 #![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
 
 use ndarray::Array2;
-use wukong::linalg::tile::frobenius_norm;
-use wukong::{BackendKind, BlockMatrix, Error, LinalgError, Runtime, Scheduler};
+use wukong::{BackendKind, BlockMatrix, Error, LinalgError, Runtime};
 
-/// Every scheduler on the in-memory store, both backends, and (feature
-/// `redis`) the Redis server that `scripts/test.sh` starts.
-fn runtimes() -> Vec<Runtime> {
-    let mut all = vec![
-        Runtime::new().with_threads(2),
-        Runtime::new()
-            .with_threads(3)
-            .with_scheduler(Scheduler::Numpywren),
-        Runtime::new()
-            .with_threads(2)
-            .with_scheduler(Scheduler::Shared),
-        // Claims, deliveries, sharing and evictions on every edge.
-        Runtime::new().with_threads(3).with_config(|c| {
-            c.hold_min_bytes = 0;
-            c.cache_bytes = 4096;
-            c.cluster.cheap_child_cost = -1.0;
-        }),
-    ];
-    if let Ok(openblas) = Runtime::new()
-        .with_threads(3)
-        .with_backend(BackendKind::OpenBlas)
-    {
-        all.push(openblas);
-    }
-    #[cfg(feature = "redis")]
-    {
-        let url = std::env::var("WUKONG_TEST_REDIS_URL").unwrap_or_else(|_| {
-            panic!("WUKONG_TEST_REDIS_URL is not set: run the suite with `bash scripts/test.sh`")
-        });
-        all.push(Runtime::new().with_threads(2).with_redis(&url).unwrap());
-    }
-    all
-}
-
-fn relative_difference(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
-    frobenius_norm((a - b).view()) / frobenius_norm(b.view()).max(f64::MIN_POSITIVE)
-}
+mod common;
+use common::{relative_difference, runtimes};
 
 #[test]
 fn gemm_matches_the_whole_matrix_product() {

@@ -70,6 +70,81 @@ fn run_json_has_every_documented_field() {
 }
 
 #[test]
+fn qr_svd_and_solves_from_the_command_line() {
+    let runs: [&[&str]; 7] = [
+        &["tsqr", "--m", "1000", "--n", "30", "--tile", "128"],
+        &[
+            "tsqr", "--m", "1000", "--n", "30", "--tile", "128", "--q", "--arity", "4",
+        ],
+        &[
+            "svd",
+            "--m",
+            "900",
+            "--n",
+            "20",
+            "--tile",
+            "100",
+            "--vectors",
+        ],
+        &[
+            "svd",
+            "--svd",
+            "randomized",
+            "--m",
+            "300",
+            "--n",
+            "200",
+            "--tile",
+            "64",
+            "--rank",
+            "10",
+        ],
+        &[
+            "solve",
+            "--solve",
+            "triangular",
+            "--n",
+            "200",
+            "--tile",
+            "64",
+            "--rhs",
+            "5",
+        ],
+        &["solve", "--n", "200", "--tile", "64", "--rhs", "5"],
+        &[
+            "solve", "--solve", "lstsq", "--m", "700", "--n", "20", "--tile", "128", "--rhs", "2",
+        ],
+    ];
+    for args in runs {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--threads", "2", "--json"]);
+        let out = wukong(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["algorithm"], args[0], "{json}");
+        assert!(
+            json["residual"].as_f64().unwrap() < 1e-10,
+            "{args:?}: {json}"
+        );
+        assert!(json["reference_seconds"].as_f64().unwrap() > 0.0);
+        assert!(json["params"].is_object(), "{json}");
+    }
+    // And the summary names the problem.
+    let out = wukong(&["run", "tsqr", "--m", "500", "--n", "10", "--tile", "100"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("A(500×10) = Q·R"), "{text}");
+    let out = wukong(&["run", "tsqr", "--m", "500", "--n", "10", "--arity", "1"]);
+    assert!(!out.status.success());
+    let out = wukong(&["run", "solve", "--n", "50", "--m", "60"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--m does not apply"));
+}
+
+#[test]
 fn rectangular_gemm_from_the_command_line() {
     let out = wukong(&[
         "run", "gemm", "--n", "33", "--m", "70", "--k", "5", "--tile", "16", "--json",

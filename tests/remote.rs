@@ -85,6 +85,28 @@ fn check_both_algorithms(rt: &Runtime, label: &str) {
         factor.report.tasks.len() >= factor.tasks,
         "{label}: every task reported"
     );
+
+    // Multi-output tasks (QR writing Q blocks and R, SVD writing U, s and Vᵀ)
+    // and a least-squares finish, against local threads.
+    let tall = BlockMatrix::random(700, 24, 100, 24, 8).unwrap();
+    let remote = rt.svd_tall(&tall, 3, true, &Default::default()).unwrap();
+    let here = local.svd_tall(&tall, 3, true, &Default::default()).unwrap();
+    let (u, u_here) = (remote.u.unwrap().to_array(), here.u.unwrap().to_array());
+    assert!(relative_difference(&u, &u_here) < 1e-12, "{label} svd U");
+    let s_error = remote
+        .s
+        .iter()
+        .zip(&here.s)
+        .map(|(x, y)| (x - y).abs() / here.s[0])
+        .fold(0.0, f64::max);
+    assert!(s_error < 1e-13, "{label} svd values: {s_error}");
+    let b = BlockMatrix::random(700, 2, 100, 2, 9).unwrap();
+    let x = rt.lstsq(&tall, &b, 2, &Default::default()).unwrap().x;
+    let x_here = local.lstsq(&tall, &b, 2, &Default::default()).unwrap().x;
+    assert!(
+        relative_difference(&x.to_array(), &x_here.to_array()) < 1e-12,
+        "{label} lstsq"
+    );
 }
 
 #[test]

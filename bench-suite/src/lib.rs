@@ -13,6 +13,7 @@
 //!     n: 96, m: None, k: None, tile: 32, threads: 2,
 //!     backend: BackendKind::Faer, seed: 1, repeat: 1,
 //!     scheduler: wukong::Scheduler::Wukong, redis: None, remote: None,
+//!     params: Default::default(),
 //! };
 //! let reports = wukong_bench::sweep(&base, &[24, 48], &[BackendKind::Faer], |_| {})?;
 //! assert_eq!(reports.len(), 2);

@@ -26,7 +26,9 @@
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
-use wukong::workload::{Algorithm, Mode, Remote, Workload, WorkloadReport};
+use wukong::workload::{
+    Algorithm, Mode, Params, Remote, SolveKind, SvdKind, Workload, WorkloadReport,
+};
 use wukong::{BackendKind, Scheduler};
 
 /// The file's contents.
@@ -56,11 +58,12 @@ pub struct Defaults {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
-    /// `gemm` or `cholesky`.
+    /// `gemm`, `cholesky`, `tsqr`, `svd` or `solve`.
     pub algorithm: String,
-    /// Order (Cholesky) or columns of C (GEMM).
+    /// Order (Cholesky, triangular and Cholesky solves), columns of C (GEMM)
+    /// or of A (TSQR, SVD, least squares).
     pub n: usize,
-    /// Rows of A (GEMM).
+    /// Rows of A (GEMM, TSQR, SVD, least squares).
     pub m: Option<usize>,
     /// Inner dimension (GEMM).
     pub k: Option<usize>,
@@ -94,6 +97,57 @@ pub struct Entry {
     pub repeat: Option<usize>,
     /// Overrides [`Defaults::seed`].
     pub seed: Option<u64>,
+    /// TSQR, tall SVD, least squares: reduction-tree arity (default 2).
+    pub arity: Option<usize>,
+    /// TSQR: form Q (default false).
+    pub q: Option<bool>,
+    /// SVD: `tall` (default) or `randomized`.
+    pub svd: Option<String>,
+    /// SVD: singular vectors too (default false).
+    pub vectors: Option<bool>,
+    /// Randomized SVD: rank (default 100).
+    pub rank: Option<usize>,
+    /// Randomized SVD: oversampling (default 10).
+    pub oversampling: Option<usize>,
+    /// Randomized SVD: power iterations (default 1).
+    pub power: Option<usize>,
+    /// Solve: `triangular`, `cholesky` (default) or `lstsq`.
+    pub solve: Option<String>,
+    /// Solve: right-hand sides (default 16).
+    pub rhs: Option<usize>,
+}
+
+impl Entry {
+    /// The algorithm settings, defaults filled in.
+    fn params(&self) -> Result<Params, String> {
+        let defaults = Params::default();
+        Ok(Params {
+            arity: self.arity.unwrap_or(defaults.arity),
+            explicit_q: self.q.unwrap_or(defaults.explicit_q),
+            svd: match self.svd.as_deref() {
+                None | Some("tall") => SvdKind::Tall,
+                Some("randomized") => SvdKind::Randomized,
+                Some(other) => {
+                    return Err(format!("unknown svd {other:?}: use tall or randomized"));
+                }
+            },
+            vectors: self.vectors.unwrap_or(defaults.vectors),
+            rank: self.rank.unwrap_or(defaults.rank),
+            oversampling: self.oversampling.unwrap_or(defaults.oversampling),
+            power_iterations: self.power.unwrap_or(defaults.power_iterations),
+            solve: match self.solve.as_deref() {
+                None | Some("cholesky") => SolveKind::Cholesky,
+                Some("triangular") => SolveKind::Triangular,
+                Some("lstsq") => SolveKind::Lstsq,
+                Some(other) => {
+                    return Err(format!(
+                        "unknown solve {other:?}: use triangular, cholesky or lstsq"
+                    ));
+                }
+            },
+            rhs: self.rhs.unwrap_or(defaults.rhs),
+        })
+    }
 }
 
 fn default_backends() -> Vec<String> {
@@ -210,8 +264,12 @@ impl MatrixFile {
             let algorithm = match entry.algorithm.as_str() {
                 "gemm" => Algorithm::Gemm,
                 "cholesky" => Algorithm::Cholesky,
+                "tsqr" => Algorithm::Tsqr,
+                "svd" => Algorithm::Svd,
+                "solve" => Algorithm::Solve,
                 other => return Err(invalid(format!("unknown algorithm {other:?}"))),
             };
+            let params = entry.params().map_err(invalid)?;
             if entry.tiles.is_empty() || entry.tiles.contains(&0) {
                 return Err(invalid(
                     "tiles must be a non-empty list of positive sizes".into(),
@@ -251,6 +309,7 @@ impl MatrixFile {
                                 scheduler: scheduler.parse().map_err(invalid)?,
                                 redis: redis.clone(),
                                 remote: remote.clone(),
+                                params: params.clone(),
                             });
                         }
                     }

@@ -171,21 +171,37 @@ impl BlockMatrix {
     /// Like [`check_finite`](Self::check_finite) on the lower triangle only
     /// (diagonal included): the part that a lower Cholesky factorization reads.
     pub fn check_finite_lower(&self, matrix: &'static str) -> Result<(), LinalgError> {
+        self.check_finite_triangle(matrix, crate::Triangle::Lower)
+    }
+
+    /// Like [`check_finite`](Self::check_finite) on one triangle only
+    /// (diagonal included): the part that a triangular solve reads.
+    pub fn check_finite_triangle(
+        &self,
+        matrix: &'static str,
+        triangle: crate::Triangle,
+    ) -> Result<(), LinalgError> {
+        let lower = triangle == crate::Triangle::Lower;
         let (grid_rows, grid_cols) = self.layout.grid();
         for i in 0..grid_rows {
-            for j in 0..grid_cols.min(i + 1) {
+            for j in 0..grid_cols {
                 let tile = self.tile(i, j);
                 let (r0, c0) = (self.layout.row_offset(i), self.layout.col_offset(j));
-                let found = if r0 > c0 + tile.ncols() {
-                    tile::first_non_finite(tile.view())
-                } else {
-                    // Entries with global row ≥ global column, column by column.
-                    (0..tile.ncols()).find_map(|c| {
-                        let first_row = (c0 + c).saturating_sub(r0).min(tile.nrows());
-                        let column = tile.slice(s![first_row.., c..=c]);
-                        tile::first_non_finite(column).map(|(r, _, v)| (first_row + r, c, v))
-                    })
+                // Rows of column c (local) that lie in the triangle.
+                let rows = |c: usize| {
+                    let diagonal = (c0 + c).saturating_sub(r0);
+                    if lower {
+                        diagonal.min(tile.nrows())..tile.nrows()
+                    } else {
+                        0..(c0 + c + 1).saturating_sub(r0).min(tile.nrows())
+                    }
                 };
+                let found = (0..tile.ncols()).find_map(|c| {
+                    let range = rows(c);
+                    let start = range.start;
+                    let column = tile.slice(s![range, c..=c]);
+                    tile::first_non_finite(column).map(|(r, _, v)| (start + r, c, v))
+                });
                 if let Some((r, c, value)) = found {
                     return Err(LinalgError::NonFinite {
                         matrix,

@@ -183,21 +183,11 @@ impl TileOp {
     pub fn num_outputs(&self) -> usize {
         match *self {
             TileOp::Qr {
-                parts, explicit_q, ..
-            } => {
-                if explicit_q {
-                    parts as usize + 1
-                } else {
-                    1
-                }
-            }
-            TileOp::Svd { vectors, .. } => {
-                if vectors {
-                    3
-                } else {
-                    1
-                }
-            }
+                parts,
+                explicit_q: true,
+                ..
+            } => parts as usize + 1,
+            TileOp::Svd { vectors: true, .. } => 3,
             _ => 1,
         }
     }

@@ -405,6 +405,7 @@ fn sweep(
         scheduler: wukong::Scheduler::Wukong,
         redis: None,
         remote: None,
+        params: Default::default(),
     };
     print!("{}", wukong_bench::table(&[]));
     let reports = wukong_bench::sweep(&base, &tiles, &backends, |r| {

@@ -105,7 +105,7 @@ fn tsqr_factors_tall_matrices_with_any_tree() {
             let (reference, _) = backend.qr_whole(a.clone(), 2, false).unwrap();
             for i in 0..n {
                 let sign = (r[[i, i]] * reference[[i, i]]).signum();
-                let row = &r.row(i) * sign - &reference.row(i);
+                let row = &r.row(i) * sign - reference.row(i);
                 assert!(
                     norm(row.insert_axis(ndarray::Axis(0)).view()) < 1e-11 * m as f64,
                     "{what}"

@@ -199,6 +199,7 @@ impl Raw for FaerBackend {
 
     fn raw_trsm(
         &self,
+        threads: usize,
         side: Side,
         triangle: Triangle,
         trans: Transpose,
@@ -226,11 +227,12 @@ impl Raw for FaerBackend {
                 | (Triangle::Upper, Side::Left, Transpose::Yes)
                 | (Triangle::Upper, Side::Right, Transpose::No)
         );
+        let par = par(threads);
         match (effective_lower, diagonal) {
-            (true, Diagonal::NonUnit) => solve::solve_lower_triangular_in_place(a, b, Par::Seq),
-            (true, Diagonal::Unit) => solve::solve_unit_lower_triangular_in_place(a, b, Par::Seq),
-            (false, Diagonal::NonUnit) => solve::solve_upper_triangular_in_place(a, b, Par::Seq),
-            (false, Diagonal::Unit) => solve::solve_unit_upper_triangular_in_place(a, b, Par::Seq),
+            (true, Diagonal::NonUnit) => solve::solve_lower_triangular_in_place(a, b, par),
+            (true, Diagonal::Unit) => solve::solve_unit_lower_triangular_in_place(a, b, par),
+            (false, Diagonal::NonUnit) => solve::solve_upper_triangular_in_place(a, b, par),
+            (false, Diagonal::Unit) => solve::solve_unit_upper_triangular_in_place(a, b, par),
         }
         Ok(())
     }

@@ -144,10 +144,11 @@ pub(crate) mod sealed {
             c: &mut ArrayViewMut2<'_, f64>,
         ) -> Result<(), LinalgError>;
 
-        /// Single-threaded TRSM; shapes are checked.
+        /// TRSM on `threads` threads; shapes are checked.
         #[allow(clippy::too_many_arguments)]
         fn raw_trsm(
             &self,
+            threads: usize,
             side: Side,
             triangle: Triangle,
             trans: Transpose,
@@ -251,8 +252,34 @@ pub trait TileBackend: sealed::Raw {
         a: ArrayView2<'_, f64>,
         mut b: ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
+        self.trsm_whole(side, triangle, trans, diagonal, alpha, a, b.view_mut(), 1)
+    }
+
+    /// [`trsm`](Self::trsm) on `threads` threads: the reference for tiled
+    /// triangular solves.
+    #[allow(clippy::too_many_arguments)]
+    fn trsm_whole(
+        &self,
+        side: Side,
+        triangle: Triangle,
+        trans: Transpose,
+        diagonal: Diagonal,
+        alpha: f64,
+        a: ArrayView2<'_, f64>,
+        mut b: ArrayViewMut2<'_, f64>,
+        threads: usize,
+    ) -> Result<(), LinalgError> {
         check_trsm(side, &a, &b)?;
-        self.raw_trsm(side, triangle, trans, diagonal, alpha, &a, &mut b)
+        self.raw_trsm(
+            threads.max(1),
+            side,
+            triangle,
+            trans,
+            diagonal,
+            alpha,
+            &a,
+            &mut b,
+        )
     }
 
     /// Lower Cholesky factor in place: `A = L·Lᵀ`, `L` overwrites the lower

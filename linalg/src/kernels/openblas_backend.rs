@@ -365,6 +365,51 @@ fn dgesdd(mut a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
+fn trsm(
+    side: Side,
+    triangle: Triangle,
+    trans: Transpose,
+    diagonal: Diagonal,
+    alpha: f64,
+    a: &ArrayView2<'_, f64>,
+    b: &mut ArrayViewMut2<'_, f64>,
+) -> Result<(), LinalgError> {
+    let (m, n) = (dim(b.nrows(), "trsm")?, dim(b.ncols(), "trsm")?);
+    let oa = operand(a, "trsm")?;
+    // A row-major A is a column-major Aᵀ: its other triangle, transposed.
+    let stored_triangle = match (triangle, oa.transposed) {
+        (t, false) => t,
+        (Triangle::Lower, true) => Triangle::Upper,
+        (Triangle::Upper, true) => Triangle::Lower,
+    };
+    with_column_major(b, "trsm", |b_ptr, ldb| {
+        // SAFETY: as in dgemm.
+        unsafe {
+            cblas_dtrsm(
+                CBLAS_LAYOUT::CblasColMajor,
+                match side {
+                    Side::Left => CBLAS_SIDE::CblasLeft,
+                    Side::Right => CBLAS_SIDE::CblasRight,
+                },
+                uplo(stored_triangle),
+                cblas_trans(trans, oa.transposed),
+                match diagonal {
+                    Diagonal::NonUnit => CBLAS_DIAG::CblasNonUnit,
+                    Diagonal::Unit => CBLAS_DIAG::CblasUnit,
+                },
+                m,
+                n,
+                alpha,
+                oa.ptr,
+                oa.ld,
+                b_ptr,
+                ldb,
+            )
+        }
+    })
+}
+
 impl Raw for OpenBlasBackend {
     fn raw_kind(&self) -> BackendKind {
         BackendKind::OpenBlas
@@ -426,6 +471,7 @@ impl Raw for OpenBlasBackend {
 
     fn raw_trsm(
         &self,
+        threads: usize,
         side: Side,
         triangle: Triangle,
         trans: Transpose,
@@ -434,39 +480,8 @@ impl Raw for OpenBlasBackend {
         a: &ArrayView2<'_, f64>,
         b: &mut ArrayViewMut2<'_, f64>,
     ) -> Result<(), LinalgError> {
-        self.single_threaded();
-        let (m, n) = (dim(b.nrows(), "trsm")?, dim(b.ncols(), "trsm")?);
-        let oa = operand(a, "trsm")?;
-        // A row-major A is a column-major Aᵀ: its other triangle, transposed.
-        let stored_triangle = match (triangle, oa.transposed) {
-            (t, false) => t,
-            (Triangle::Lower, true) => Triangle::Upper,
-            (Triangle::Upper, true) => Triangle::Lower,
-        };
-        with_column_major(b, "trsm", |b_ptr, ldb| {
-            // SAFETY: as in dgemm.
-            unsafe {
-                cblas_dtrsm(
-                    CBLAS_LAYOUT::CblasColMajor,
-                    match side {
-                        Side::Left => CBLAS_SIDE::CblasLeft,
-                        Side::Right => CBLAS_SIDE::CblasRight,
-                    },
-                    uplo(stored_triangle),
-                    cblas_trans(trans, oa.transposed),
-                    match diagonal {
-                        Diagonal::NonUnit => CBLAS_DIAG::CblasNonUnit,
-                        Diagonal::Unit => CBLAS_DIAG::CblasUnit,
-                    },
-                    m,
-                    n,
-                    alpha,
-                    oa.ptr,
-                    oa.ld,
-                    b_ptr,
-                    ldb,
-                )
-            }
+        self.on_threads(threads, || {
+            trsm(side, triangle, trans, diagonal, alpha, a, b)
         })
     }
 

@@ -13,6 +13,9 @@ use wukong_linalg::{
 
 use crate::{Error, Runtime};
 
+mod factor;
+pub use factor::{Params, SolveKind, SvdKind};
+
 /// The algorithms a workload can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,6 +24,12 @@ pub enum Algorithm {
     Gemm,
     /// `A = L·Lᵀ` of an n×n symmetric positive-definite matrix.
     Cholesky,
+    /// `A = Q·R` of a tall-skinny m×n matrix in one column of tiles.
+    Tsqr,
+    /// Singular values (and vectors) of an m×n matrix: tall-skinny or randomized.
+    Svd,
+    /// A linear system or least-squares problem with several right-hand sides.
+    Solve,
 }
 
 impl Algorithm {
@@ -29,6 +38,9 @@ impl Algorithm {
         match self {
             Algorithm::Gemm => "gemm",
             Algorithm::Cholesky => "cholesky",
+            Algorithm::Tsqr => "tsqr",
+            Algorithm::Svd => "svd",
+            Algorithm::Solve => "solve",
         }
     }
 }
@@ -38,13 +50,15 @@ impl Algorithm {
 pub struct Workload {
     /// The algorithm.
     pub algorithm: Algorithm,
-    /// Columns of the result (GEMM) or order of the matrix (Cholesky).
+    /// Columns of the result (GEMM), order of the matrix (Cholesky,
+    /// triangular and Cholesky solves), columns of `A` (TSQR, SVD, least squares).
     pub n: usize,
-    /// Rows of `A` and `C` (GEMM; defaults to `n`).
+    /// Rows of `A` (GEMM, TSQR, SVD, least squares; defaults to `n`).
     pub m: Option<usize>,
     /// Inner dimension (GEMM; defaults to `n`).
     pub k: Option<usize>,
-    /// Tile size (square tiles).
+    /// Tile size (square tiles); rows per tile for the tall-skinny
+    /// algorithms, whose tiles span all columns.
     pub tile: usize,
     /// Executor threads, also used by the whole-matrix reference.
     pub threads: usize,
@@ -62,6 +76,8 @@ pub struct Workload {
     /// Executors in worker processes or Lambda functions, sharing the Redis
     /// at `redis`; `None` runs them on threads of this process.
     pub remote: Option<Remote>,
+    /// Settings of the TSQR, SVD and solve workloads.
+    pub params: Params,
 }
 
 /// Where executors run.
@@ -139,13 +155,13 @@ impl Remote {
 /// What a workload measured. Field names are part of the CLI's JSON output.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadReport {
-    /// `gemm` or `cholesky`.
+    /// `gemm`, `cholesky`, `tsqr`, `svd` or `solve`.
     pub algorithm: Algorithm,
     /// See [`Workload::n`].
     pub n: usize,
-    /// See [`Workload::m`].
+    /// Rows of `A` (GEMM, TSQR, SVD, least squares), else `n`.
     pub m: usize,
-    /// See [`Workload::k`].
+    /// Inner dimension (GEMM), right-hand sides (solve), else `n`.
     pub k: usize,
     /// Tile size.
     pub tile: usize,
@@ -174,7 +190,11 @@ pub struct WorkloadReport {
     /// `gflops / reference_gflops`: above 1 the tiled run is faster.
     pub ratio: f64,
     /// Relative Frobenius residual of the tiled result: ‖A−LLᵀ‖/‖A‖ (Cholesky),
-    /// ‖C−AB‖/(‖A‖‖B‖) with AB from the reference call (GEMM).
+    /// ‖C−AB‖/(‖A‖‖B‖) with AB from the reference call (GEMM), ‖A−QR‖/‖A‖
+    /// (TSQR with Q; without, ‖AᵀA−RᵀR‖/‖A‖²), the largest singular-value
+    /// difference to the reference relative to σ₁ (SVD; with vectors also
+    /// ‖A−UΣVᵀ‖/‖A‖ if larger), ‖AX−B‖/(‖A‖‖X‖) (triangular and Cholesky
+    /// solves), ‖X−X_ref‖/‖X_ref‖ (least squares).
     pub residual: f64,
     /// The same residual for the reference's own result (Cholesky only).
     pub reference_residual: Option<f64>,
@@ -202,6 +222,8 @@ pub struct WorkloadReport {
     pub staged_bytes: u64,
     /// Estimated AWS bill of the last tiled run on Lambda with S3.
     pub cost: Option<wukong_executor::CostEstimate>,
+    /// Settings of a TSQR, SVD or solve workload.
+    pub params: Option<Params>,
     /// The last tiled run's full report (timeline, per-executor records).
     #[serde(skip)]
     pub run: RunReport,
@@ -215,6 +237,7 @@ impl Workload {
         Ok(match self.algorithm {
             Algorithm::Gemm => gemm_plan(square(m, k)?, square(k, self.n)?, 1.0, None)?.dag,
             Algorithm::Cholesky => cholesky_plan(square(self.n, self.n)?)?.dag,
+            Algorithm::Tsqr | Algorithm::Svd | Algorithm::Solve => self.factor_graph()?,
         })
     }
 
@@ -250,10 +273,13 @@ impl Workload {
         match self.algorithm {
             Algorithm::Gemm => self.gemm(&runtime, &options, m, k),
             Algorithm::Cholesky => self.cholesky(&runtime, &options),
+            Algorithm::Tsqr => self.tsqr(&runtime, &options),
+            Algorithm::Svd => self.svd(&runtime, &options),
+            Algorithm::Solve => self.solve(&runtime, &options),
         }
     }
 
-    fn report(
+    pub(crate) fn report(
         &self,
         runtime: &Runtime,
         m: usize,
@@ -297,6 +323,10 @@ impl Workload {
             store_bytes_written: timings.run.io.store_write_bytes,
             staged_bytes: timings.run.io.staged_bytes,
             mode: self.remote.as_ref().map_or(Mode::Local, |r| r.mode),
+            params: match self.algorithm {
+                Algorithm::Gemm | Algorithm::Cholesky => None,
+                _ => Some(self.params.clone()),
+            },
             cost: timings.run.cost,
             run: timings.run,
         }
@@ -388,13 +418,13 @@ impl Workload {
 /// Measurements of repeated runs; each run times the tiled algorithm and then
 /// the reference, so slow phases of a noisy machine hit both alike.
 #[derive(Default)]
-struct Timings {
-    tiled: Vec<f64>,
-    reference: Vec<f64>,
-    utilization: Vec<f64>,
-    residual: f64,
-    reference_residual: Option<f64>,
-    run: RunReport,
+pub(crate) struct Timings {
+    pub(crate) tiled: Vec<f64>,
+    pub(crate) reference: Vec<f64>,
+    pub(crate) utilization: Vec<f64>,
+    pub(crate) residual: f64,
+    pub(crate) reference_residual: Option<f64>,
+    pub(crate) run: RunReport,
 }
 
 #[cfg(feature = "redis")]
@@ -488,7 +518,7 @@ fn with_remote(_: Runtime, url: &str, _: &Remote) -> Result<(Runtime, Option<Wor
     with_redis(Runtime::new(), url).map(|r| (r, None))
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {

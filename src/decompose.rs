@@ -1,0 +1,296 @@
+//! QR, SVD and solves on a [`Runtime`]: each builds one graph and runs it on
+//! the runtime's executors (threads, worker processes or Lambda).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ndarray::{Array2, s};
+use wukong_dag::DataId;
+use wukong_executor::{RunOptions, RunReport};
+use wukong_linalg::{
+    BlockMatrix, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose, Triangle, V,
+    cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, tile,
+    triangular_solve_plan, tsqr_plan,
+};
+
+use crate::runtime::{assemble, tiles_of};
+use crate::{Error, Runtime};
+
+/// `A = Q·R` of a tall-skinny matrix.
+#[derive(Debug)]
+pub struct QrFactors {
+    /// The thin `Q` (`m × min(m, n)`), tiled like `A`, when it was asked for.
+    pub q: Option<BlockMatrix>,
+    /// `R`, `min(m, n) × n`, upper triangular.
+    pub r: Array2<f64>,
+    /// The run.
+    pub report: RunReport,
+    /// Tasks in the graph.
+    pub tasks: usize,
+}
+
+/// `A ≈ U·diag(s)·Vᵀ`.
+#[derive(Debug)]
+pub struct SvdFactors {
+    /// Left singular vectors, tiled like `A`'s rows, when asked for.
+    pub u: Option<BlockMatrix>,
+    /// Singular values, largest first.
+    pub s: Vec<f64>,
+    /// Right singular vectors, transposed (`k × n`), when asked for.
+    pub vt: Option<Array2<f64>>,
+    /// The run.
+    pub report: RunReport,
+    /// Tasks in the graph.
+    pub tasks: usize,
+}
+
+/// A solution with the facts of its run.
+#[derive(Debug)]
+pub struct Solved {
+    /// `X`, tiled like the right-hand sides (least squares: one tile).
+    pub x: BlockMatrix,
+    /// The run.
+    pub report: RunReport,
+    /// Tasks in the graph.
+    pub tasks: usize,
+}
+
+fn take(outputs: &mut HashMap<DataId, Arc<Tile>>, item: DataId) -> Result<Tile, Error> {
+    let tile = outputs.remove(&item).ok_or(LinalgError::WrongInputCount {
+        operation: "collecting a result: the run did not return it",
+        expected: 1,
+        got: 0,
+    })?;
+    Ok(Arc::try_unwrap(tile).unwrap_or_else(|shared| tile::to_column_major(shared.view())))
+}
+
+/// The first `cols` columns of a one-column tile matrix.
+fn first_columns(matrix: BlockMatrix, cols: usize) -> Result<BlockMatrix, Error> {
+    if matrix.shape().1 == cols {
+        return Ok(matrix);
+    }
+    let layout = matrix.layout();
+    let narrow = TileLayout::new(layout.rows(), cols, layout.tile_rows(), cols)?;
+    let tiles = matrix
+        .tiles()
+        .iter()
+        .map(|t| Arc::new(tile::to_column_major(t.slice(s![.., ..cols]))))
+        .collect();
+    Ok(BlockMatrix::from_tiles(narrow, tiles)?)
+}
+
+impl Runtime {
+    /// `A = Q·R` of a tall-skinny `A` held as one column of tiles, by TSQR
+    /// with a binary reduction tree.
+    pub fn tsqr(&self, a: &BlockMatrix) -> Result<(BlockMatrix, Array2<f64>), Error> {
+        let factors = self.tsqr_with(a, 2, true, &RunOptions::default())?;
+        let q = factors.q.ok_or(LinalgError::WrongInputCount {
+            operation: "tsqr: Q",
+            expected: 1,
+            got: 0,
+        })?;
+        Ok((q, factors.r))
+    }
+
+    /// TSQR with a reduction tree of `arity` factors per node; `Q` is formed
+    /// only with `explicit_q` (`R` alone costs about half).
+    pub fn tsqr_with(
+        &self,
+        a: &BlockMatrix,
+        arity: usize,
+        explicit_q: bool,
+        options: &RunOptions<'_>,
+    ) -> Result<QrFactors, Error> {
+        let plan = tsqr_plan(a.layout(), arity, explicit_q)?;
+        a.check_finite("A")?;
+        let (mut outputs, report) = self.run_graph(&plan.dag, tiles_of(&plan.a, a), options)?;
+        let q = match &plan.q {
+            Some(map) => Some(assemble(map, &mut outputs)?),
+            None => None,
+        };
+        Ok(QrFactors {
+            q,
+            r: take(&mut outputs, plan.r)?,
+            report,
+            tasks: plan.dag.num_tasks(),
+        })
+    }
+
+    /// The exact SVD of a tall-skinny `A` (one column of tiles): TSQR, the
+    /// SVD of `R`, and `U = Q·U_R` down the same tree. Singular values only
+    /// unless `vectors`.
+    pub fn svd_tall(
+        &self,
+        a: &BlockMatrix,
+        arity: usize,
+        vectors: bool,
+        options: &RunOptions<'_>,
+    ) -> Result<SvdFactors, Error> {
+        let plan = tall_svd_plan(a.layout(), arity, vectors)?;
+        a.check_finite("A")?;
+        let inputs = tiles_of(&plan.a, a);
+        self.run_svd(&plan, inputs, plan.k, options)
+    }
+
+    /// A randomized truncated SVD of any tiled `A`: `settings.rank` triplets
+    /// from a sketch with a random test matrix drawn from `seed`.
+    pub fn randomized_svd(
+        &self,
+        a: &BlockMatrix,
+        settings: RandomizedSvd,
+        vectors: bool,
+        seed: u64,
+        options: &RunOptions<'_>,
+    ) -> Result<SvdFactors, Error> {
+        let plan = randomized_svd_plan(a.layout(), settings, vectors)?;
+        a.check_finite("A")?;
+        let mut inputs = tiles_of(&plan.a, a);
+        if let Some(map) = &plan.omega {
+            let layout = map.layout;
+            let omega = BlockMatrix::random(
+                layout.rows(),
+                layout.cols(),
+                layout.tile_rows(),
+                layout.tile_cols(),
+                seed,
+            )?;
+            inputs.extend(tiles_of(map, &omega));
+        }
+        self.run_svd(&plan, inputs, settings.rank, options)
+    }
+
+    fn run_svd(
+        &self,
+        plan: &SvdPlan,
+        inputs: Vec<(DataId, Arc<Tile>)>,
+        keep: usize,
+        options: &RunOptions<'_>,
+    ) -> Result<SvdFactors, Error> {
+        let (mut outputs, report) = self.run_graph(&plan.dag, inputs, options)?;
+        let mut s: Vec<f64> = take(&mut outputs, plan.s)?.iter().copied().collect();
+        let keep = keep.min(s.len());
+        s.truncate(keep);
+        let u = match &plan.u {
+            Some(map) => Some(first_columns(assemble(map, &mut outputs)?, keep)?),
+            None => None,
+        };
+        let vt = match &plan.v {
+            Some(V::Transposed(item)) => {
+                Some(take(&mut outputs, *item)?.slice(s![..keep, ..]).to_owned())
+            }
+            Some(V::Tiles(map)) => {
+                let v = assemble(map, &mut outputs)?.to_array();
+                Some(tile::to_column_major(v.slice(s![.., ..keep]).t()))
+            }
+            None => None,
+        };
+        Ok(SvdFactors {
+            u,
+            s,
+            vt,
+            report,
+            tasks: plan.dag.num_tasks(),
+        })
+    }
+
+    /// Solves `op(T)·X = B` with `T` triangular (only `triangle` is read),
+    /// square in square tiles, and `B` in the same row tiles.
+    pub fn solve_triangular(
+        &self,
+        t: &BlockMatrix,
+        triangle: Triangle,
+        trans: Transpose,
+        b: &BlockMatrix,
+        options: &RunOptions<'_>,
+    ) -> Result<Solved, Error> {
+        let plan = triangular_solve_plan(t.layout(), triangle, trans, b.layout())?;
+        b.check_finite("B")?;
+        t.check_finite_triangle("T", triangle)?;
+        self.solve(plan, t, b, options)
+    }
+
+    /// Solves `A·X = B` for a symmetric positive-definite `A` (lower triangle
+    /// read) by Cholesky and two triangular solves in one graph.
+    pub fn cholesky_solve(
+        &self,
+        a: &BlockMatrix,
+        b: &BlockMatrix,
+        options: &RunOptions<'_>,
+    ) -> Result<Solved, Error> {
+        let plan = cholesky_solve_plan(a.layout(), b.layout())?;
+        a.check_finite_lower("A")?;
+        b.check_finite("B")?;
+        self.solve(plan, a, b, options)
+    }
+
+    fn solve(
+        &self,
+        plan: wukong_linalg::SolvePlan,
+        a: &BlockMatrix,
+        b: &BlockMatrix,
+        options: &RunOptions<'_>,
+    ) -> Result<Solved, Error> {
+        let mut inputs = tiles_of(&plan.a, a);
+        if let Some(map) = &plan.b {
+            inputs.extend(tiles_of(map, b));
+        }
+        let (mut outputs, report) = self.run_graph(&plan.dag, inputs, options)?;
+        Ok(Solved {
+            x: assemble(&plan.x, &mut outputs)?,
+            report,
+            tasks: plan.dag.num_tasks(),
+        })
+    }
+
+    /// Least squares `min ‖A·X − B‖` for a tall `A` of full column rank,
+    /// through the TSQR of `[A B]` (`Q` is never formed). `A` and `B` must
+    /// have the same row tiles; their column tiling does not matter. A
+    /// rank-deficient `A` fails with [`LinalgError::RankDeficient`].
+    pub fn lstsq(
+        &self,
+        a: &BlockMatrix,
+        b: &BlockMatrix,
+        arity: usize,
+        options: &RunOptions<'_>,
+    ) -> Result<Solved, Error> {
+        let (la, lb) = (a.layout(), b.layout());
+        if la.rows() != lb.rows() || la.tile_rows() != lb.tile_rows() {
+            return Err(LinalgError::ShapeMismatch {
+                operation: "least squares",
+                detail: format!(
+                    "A is {}×{} in {}-row tiles and B is {}×{} in {}-row tiles: they need the same rows and row tiles",
+                    la.rows(),
+                    la.cols(),
+                    la.tile_rows(),
+                    lb.rows(),
+                    lb.cols(),
+                    lb.tile_rows()
+                ),
+            }
+            .into());
+        }
+        a.check_finite("A")?;
+        b.check_finite("B")?;
+        let (n, width) = (la.cols(), la.cols() + lb.cols());
+        let joined = TileLayout::new(la.rows(), width, la.tile_rows(), width)?;
+        let ab = BlockMatrix::from_fn(joined, |i, _, (rows, _)| {
+            let mut row = tile::zeros(rows, width);
+            for (matrix, offset) in [(a, 0), (b, n)] {
+                let layout = matrix.layout();
+                for j in 0..layout.grid().1 {
+                    let c0 = offset + layout.col_offset(j);
+                    let part = matrix.tile(i, j);
+                    row.slice_mut(s![.., c0..c0 + part.ncols()]).assign(&**part);
+                }
+            }
+            row
+        });
+        let plan = lstsq_plan(joined, n, arity)?;
+        let (mut outputs, report) = self.run_graph(&plan.dag, tiles_of(&plan.a, &ab), options)?;
+        Ok(Solved {
+            x: assemble(&plan.x, &mut outputs)?,
+            report,
+            tasks: plan.dag.num_tasks(),
+        })
+    }
+}

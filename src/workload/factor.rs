@@ -1,0 +1,504 @@
+//! The TSQR, SVD and solve workloads: each times the tiled graph and the
+//! same backend's whole-matrix routine on the same input, alternately, and
+//! checks the tiled answer.
+
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2, s};
+use serde::Serialize;
+use wukong_executor::{RunOptions, RunReport};
+use wukong_linalg::{
+    BlockMatrix, Diagonal, LinalgError, RandomizedSvd, Side, SvdParts, TileBackend, TileLayout,
+    Transpose, Triangle, cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, tile,
+    triangular_solve_plan, tsqr_plan,
+};
+
+use super::{Algorithm, Timings, Workload, WorkloadReport};
+use crate::{Error, Runtime};
+
+/// Which SVD the `svd` workload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SvdKind {
+    /// Exact, of a tall-skinny matrix: TSQR, then the SVD of `R`.
+    Tall,
+    /// Randomized truncated, of any matrix.
+    Randomized,
+}
+
+/// Which system the `solve` workload solves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SolveKind {
+    /// `L·X = B` with `L` lower triangular.
+    Triangular,
+    /// `A·X = B` with `A` symmetric positive definite, by Cholesky.
+    Cholesky,
+    /// `min ‖A·X − B‖` with `A` tall, by TSQR.
+    Lstsq,
+}
+
+/// Settings of the TSQR, SVD and solve workloads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    /// Factors combined per node of a TSQR reduction tree.
+    pub arity: usize,
+    /// TSQR: form `Q` explicitly (else `R` only).
+    pub explicit_q: bool,
+    /// Which SVD.
+    pub svd: SvdKind,
+    /// SVD: compute singular vectors too.
+    pub vectors: bool,
+    /// Randomized SVD: triplets wanted.
+    pub rank: usize,
+    /// Randomized SVD: extra sketch columns.
+    pub oversampling: usize,
+    /// Randomized SVD: power iterations.
+    pub power_iterations: usize,
+    /// Which solve.
+    pub solve: SolveKind,
+    /// Solve: right-hand sides.
+    pub rhs: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            arity: 2,
+            explicit_q: false,
+            svd: SvdKind::Tall,
+            vectors: false,
+            rank: 100,
+            oversampling: 10,
+            power_iterations: 1,
+            solve: SolveKind::Cholesky,
+            rhs: 16,
+        }
+    }
+}
+
+/// Floating-point operations of a Householder QR of an `m × n` matrix.
+pub fn qr_flops(m: usize, n: usize) -> f64 {
+    let (m, n) = (m as f64, n as f64);
+    let k = m.min(n);
+    2.0 * m * n * k - (m + n) * k * k + 2.0 * k.powi(3) / 3.0
+}
+
+fn relative(difference: ArrayView2<'_, f64>, scale: f64) -> f64 {
+    tile::frobenius_norm(difference) / scale
+}
+
+/// `‖A − Q·R‖/‖A‖`, or without `Q` `‖AᵀA − RᵀR‖/‖A‖²`.
+fn qr_residual(
+    kernels: &dyn TileBackend,
+    a: &Array2<f64>,
+    q: Option<&Array2<f64>>,
+    r: &Array2<f64>,
+    threads: usize,
+) -> Result<f64, LinalgError> {
+    let norm = tile::frobenius_norm(a.view());
+    Ok(match q {
+        Some(q) => relative(
+            (a - &kernels.matmul_whole(q.view(), r.view(), threads)?).view(),
+            norm,
+        ),
+        None => {
+            let at = tile::to_column_major(a.t());
+            let rt = tile::to_column_major(r.t());
+            let gram = kernels.matmul_whole(at.view(), a.view(), threads)?;
+            let rtr = kernels.matmul_whole(rt.view(), r.view(), threads)?;
+            relative((&gram - &rtr).view(), norm * norm)
+        }
+    })
+}
+
+/// Largest difference of two lists of singular values, relative to the largest.
+fn value_error(s: &[f64], reference: &[f64]) -> f64 {
+    let top = reference
+        .first()
+        .copied()
+        .unwrap_or(1.0)
+        .max(f64::MIN_POSITIVE);
+    s.iter()
+        .zip(reference)
+        .map(|(x, y)| (x - y).abs() / top)
+        .fold(0.0, f64::max)
+}
+
+/// `‖A − U·diag(s)·Vᵀ‖/‖A‖`.
+fn svd_residual(
+    kernels: &dyn TileBackend,
+    a: &Array2<f64>,
+    u: &Array2<f64>,
+    s: &[f64],
+    vt: &Array2<f64>,
+    threads: usize,
+) -> Result<f64, LinalgError> {
+    let mut us = u.clone();
+    for (mut column, &sigma) in us.columns_mut().into_iter().zip(s) {
+        column.mapv_inplace(|x| x * sigma);
+    }
+    let product = kernels.matmul_whole(us.view(), vt.view(), threads)?;
+    Ok(relative(
+        (a - &product).view(),
+        tile::frobenius_norm(a.view()),
+    ))
+}
+
+/// `A ≈ U·Σ·Vᵀ` by the randomized algorithm with whole-matrix calls: the
+/// reference for the tiled randomized SVD, with the same test matrix.
+/// Products with `Aᵀ` are formed as `(Qᵀ·A)ᵀ`, so `A` is never transposed.
+fn randomized_whole(
+    kernels: &dyn TileBackend,
+    a: &Array2<f64>,
+    omega: &Array2<f64>,
+    power_iterations: usize,
+    vectors: bool,
+    threads: usize,
+) -> Result<SvdParts, LinalgError> {
+    let orth = |y: Array2<f64>| -> Result<Array2<f64>, LinalgError> {
+        let (_, q) = kernels.qr_whole(y, threads, true)?;
+        q.ok_or_else(|| LinalgError::ShapeMismatch {
+            operation: "randomized svd reference",
+            detail: "QR returned no Q".into(),
+        })
+    };
+    let at_times = |q: &Array2<f64>| -> Result<Array2<f64>, LinalgError> {
+        let qt = tile::to_column_major(q.t());
+        let product = kernels.matmul_whole(qt.view(), a.view(), threads)?;
+        Ok(tile::to_column_major(product.t()))
+    };
+    let mut y = kernels.matmul_whole(a.view(), omega.view(), threads)?;
+    for _ in 0..power_iterations {
+        let z = orth(at_times(&orth(y)?)?)?;
+        y = kernels.matmul_whole(a.view(), z.view(), threads)?;
+    }
+    let q = orth(y)?;
+    let mut parts = kernels.svd_whole(at_times(&q)?, threads, vectors)?;
+    // Bᵀ = U_B·Σ·V_Bᵀ, so A ≈ (Q·V_B)·Σ·U_Bᵀ.
+    if let (Some(u_b), Some(vt_b)) = (parts.u.take(), parts.vt.take()) {
+        let v_b = tile::to_column_major(vt_b.t());
+        parts.u = Some(kernels.matmul_whole(q.view(), v_b.view(), threads)?);
+        parts.vt = Some(tile::to_column_major(u_b.t()));
+    }
+    Ok(parts)
+}
+
+/// A lower-triangular `n × n` matrix with a dominant diagonal, tiled.
+fn lower_triangular(n: usize, tile_size: usize, seed: u64) -> Result<BlockMatrix, LinalgError> {
+    let random = BlockMatrix::random(n, n, tile_size, tile_size, seed)?;
+    let layout = random.layout();
+    Ok(BlockMatrix::from_fn(layout, |i, j, (rows, cols)| {
+        let mut t = random.tile(i, j).as_ref().clone();
+        let (r0, c0) = (layout.row_offset(i), layout.col_offset(j));
+        for c in 0..cols {
+            for r in 0..rows {
+                let (gr, gc) = (r0 + r, c0 + c);
+                if gc > gr {
+                    t[[r, c]] = 0.0;
+                } else if gc == gr {
+                    t[[r, c]] += n as f64;
+                }
+            }
+        }
+        t
+    }))
+}
+
+impl Workload {
+    fn rows(&self) -> usize {
+        self.m.unwrap_or(self.n)
+    }
+
+    /// The graph of a TSQR, SVD or solve workload.
+    pub(super) fn factor_graph(&self) -> Result<wukong_dag::Dag<wukong_linalg::TileOp>, Error> {
+        let p = &self.params;
+        let (m, n) = (self.rows(), self.n);
+        let tall = |cols| TileLayout::new(m, cols, self.tile, cols);
+        let square = |rows, cols| TileLayout::square_tiles(rows, cols, self.tile);
+        Ok(match (self.algorithm, p.svd, p.solve) {
+            (Algorithm::Tsqr, ..) => tsqr_plan(tall(n)?, p.arity, p.explicit_q)?.dag,
+            (Algorithm::Svd, SvdKind::Tall, _) => tall_svd_plan(tall(n)?, p.arity, p.vectors)?.dag,
+            (Algorithm::Svd, SvdKind::Randomized, _) => {
+                randomized_svd_plan(square(m, n)?, self.randomized(), p.vectors)?.dag
+            }
+            (_, _, SolveKind::Triangular) => {
+                triangular_solve_plan(
+                    square(n, n)?,
+                    Triangle::Lower,
+                    Transpose::No,
+                    square(n, p.rhs)?,
+                )?
+                .dag
+            }
+            (_, _, SolveKind::Cholesky) => {
+                cholesky_solve_plan(square(n, n)?, square(n, p.rhs)?)?.dag
+            }
+            (_, _, SolveKind::Lstsq) => lstsq_plan(tall(n + p.rhs)?, n, p.arity)?.dag,
+        })
+    }
+
+    fn randomized(&self) -> RandomizedSvd {
+        RandomizedSvd {
+            rank: self.params.rank,
+            oversampling: self.params.oversampling,
+            power_iterations: self.params.power_iterations,
+            arity: self.params.arity,
+        }
+    }
+
+    /// Runs `tiled` and `reference` alternately `repeat` times; `reference`
+    /// returns its result and its own timing (so it can prepare its input
+    /// outside the clock).
+    fn measure<T, R>(
+        &self,
+        mut tiled: impl FnMut() -> Result<(T, RunReport, usize), Error>,
+        mut reference: impl FnMut() -> Result<(R, f64), Error>,
+    ) -> Result<(Timings, usize, T, R), Error> {
+        let mut timings = Timings::default();
+        let mut last = None;
+        for _ in 0..self.repeat.max(1) {
+            let start = Instant::now();
+            let (result, report, tasks) = tiled()?;
+            timings.tiled.push(start.elapsed().as_secs_f64());
+            timings.utilization.push(report.utilization());
+            let (expected, seconds) = reference()?;
+            timings.reference.push(seconds);
+            last = Some((result, report, tasks, expected));
+        }
+        let (result, report, tasks, expected) =
+            last.ok_or(LinalgError::ZeroSize { what: "repeat" })?;
+        timings.run = report;
+        Ok((timings, tasks, result, expected))
+    }
+
+    pub(super) fn tsqr(
+        &self,
+        runtime: &Runtime,
+        options: &RunOptions<'_>,
+    ) -> Result<WorkloadReport, Error> {
+        let (m, n, p) = (self.rows(), self.n, &self.params);
+        let kernels = runtime.kernels();
+        let a = BlockMatrix::random(m, n, self.tile, n, self.seed)?;
+        let whole = a.to_array();
+        let (mut timings, tasks, factors, (r_ref, q_ref)) = self.measure(
+            || {
+                let f = runtime.tsqr_with(&a, p.arity, p.explicit_q, options)?;
+                let (report, tasks) = (f.report.clone(), f.tasks);
+                Ok((f, report, tasks))
+            },
+            || {
+                let input = whole.clone();
+                let start = Instant::now();
+                let out = kernels.qr_whole(input, self.threads, p.explicit_q)?;
+                Ok((out, start.elapsed().as_secs_f64()))
+            },
+        )?;
+        let q = factors.q.map(|q| q.to_array());
+        timings.residual = qr_residual(kernels, &whole, q.as_ref(), &factors.r, self.threads)?;
+        timings.reference_residual = Some(qr_residual(
+            kernels,
+            &whole,
+            q_ref.as_ref(),
+            &r_ref,
+            self.threads,
+        )?);
+        let flops = qr_flops(m, n) * if p.explicit_q { 2.0 } else { 1.0 };
+        Ok(self.report(runtime, m, n, flops, tasks, timings))
+    }
+
+    pub(super) fn svd(
+        &self,
+        runtime: &Runtime,
+        options: &RunOptions<'_>,
+    ) -> Result<WorkloadReport, Error> {
+        let (m, n, p) = (self.rows(), self.n, &self.params);
+        let kernels = runtime.kernels();
+        let threads = self.threads;
+        let (a, flops) = match p.svd {
+            SvdKind::Tall => (
+                BlockMatrix::random(m, n, self.tile, n, self.seed)?,
+                qr_flops(m, n) * if p.vectors { 2.0 } else { 1.0 },
+            ),
+            SvdKind::Randomized => {
+                let l = self.randomized().sketch_width(TileLayout::new(m, n, 1, 1)?);
+                let products = (2 + 2 * p.power_iterations) as f64 * 2.0 * (m * n * l) as f64;
+                let orth = (p.power_iterations + 1) as f64 * qr_flops(m, l) * 2.0
+                    + (p.power_iterations + 1) as f64 * qr_flops(n, l) * 2.0;
+                (
+                    BlockMatrix::random(m, n, self.tile, self.tile, self.seed)?,
+                    products + orth,
+                )
+            }
+        };
+        let whole = a.to_array();
+        let omega_seed = self.seed.wrapping_add(7);
+        let omega = match p.svd {
+            SvdKind::Randomized => {
+                let l = self.randomized().sketch_width(a.layout());
+                Some(BlockMatrix::random(n, l, n, l, omega_seed)?.to_array())
+            }
+            SvdKind::Tall => None,
+        };
+        let (mut timings, tasks, factors, reference) = self.measure(
+            || {
+                let f = match p.svd {
+                    SvdKind::Tall => runtime.svd_tall(&a, p.arity, p.vectors, options)?,
+                    SvdKind::Randomized => runtime.randomized_svd(
+                        &a,
+                        self.randomized(),
+                        p.vectors,
+                        omega_seed,
+                        options,
+                    )?,
+                };
+                let (report, tasks) = (f.report.clone(), f.tasks);
+                Ok((f, report, tasks))
+            },
+            || {
+                let input = whole.clone();
+                let start = Instant::now();
+                let out = match &omega {
+                    Some(omega) => randomized_whole(
+                        kernels,
+                        &input,
+                        omega,
+                        p.power_iterations,
+                        p.vectors,
+                        threads,
+                    )?,
+                    None => kernels.svd_whole(input, threads, p.vectors)?,
+                };
+                Ok((out, start.elapsed().as_secs_f64()))
+            },
+        )?;
+        timings.residual = match (&factors.u, &factors.vt) {
+            (Some(u), Some(vt)) => {
+                svd_residual(kernels, &whole, &u.to_array(), &factors.s, vt, threads)?
+                    .max(value_error(&factors.s, &reference.s))
+            }
+            _ => value_error(&factors.s, &reference.s),
+        };
+        if let (Some(u), Some(vt), SvdKind::Tall) = (&reference.u, &reference.vt, p.svd) {
+            timings.reference_residual =
+                Some(svd_residual(kernels, &whole, u, &reference.s, vt, threads)?);
+        }
+        Ok(self.report(runtime, m, n, flops, tasks, timings))
+    }
+
+    pub(super) fn solve(
+        &self,
+        runtime: &Runtime,
+        options: &RunOptions<'_>,
+    ) -> Result<WorkloadReport, Error> {
+        let (m, n, p) = (self.rows(), self.n, &self.params);
+        let kernels = runtime.kernels();
+        let threads = self.threads;
+        let seed = self.seed;
+        match p.solve {
+            SolveKind::Triangular | SolveKind::Cholesky => {
+                let cholesky = p.solve == SolveKind::Cholesky;
+                let a = if cholesky {
+                    BlockMatrix::random_spd(n, self.tile, seed)?
+                } else {
+                    lower_triangular(n, self.tile, seed)?
+                };
+                let b = BlockMatrix::random(n, p.rhs, self.tile, self.tile, seed.wrapping_add(1))?;
+                let (a_whole, b_whole) = (a.to_array(), b.to_array());
+                let (mut timings, tasks, x, x_ref) = self.measure(
+                    || {
+                        let solved = if cholesky {
+                            runtime.cholesky_solve(&a, &b, options)?
+                        } else {
+                            runtime.solve_triangular(
+                                &a,
+                                Triangle::Lower,
+                                Transpose::No,
+                                &b,
+                                options,
+                            )?
+                        };
+                        Ok((solved.x, solved.report, solved.tasks))
+                    },
+                    || {
+                        let (mut factor, mut x) = (a_whole.clone(), b_whole.clone());
+                        let start = Instant::now();
+                        let lower = |trans, factor: &Array2<f64>, x: &mut Array2<f64>| {
+                            kernels.trsm_whole(
+                                Side::Left,
+                                Triangle::Lower,
+                                trans,
+                                Diagonal::NonUnit,
+                                1.0,
+                                factor.view(),
+                                x.view_mut(),
+                                threads,
+                            )
+                        };
+                        if cholesky {
+                            kernels.cholesky_whole(factor.view_mut(), threads)?;
+                        }
+                        lower(Transpose::No, &factor, &mut x)?;
+                        if cholesky {
+                            lower(Transpose::Yes, &factor, &mut x)?;
+                        }
+                        Ok((x, start.elapsed().as_secs_f64()))
+                    },
+                )?;
+                // Backward error ‖A·X − B‖/(‖A‖·‖X‖) of both answers (A's
+                // upper triangle mirrors the lower one for Cholesky).
+                let backward = |x: &Array2<f64>| -> Result<f64, LinalgError> {
+                    let ax = kernels.matmul_whole(a_whole.view(), x.view(), threads)?;
+                    Ok(relative(
+                        (&ax - &b_whole).view(),
+                        tile::frobenius_norm(a_whole.view()) * tile::frobenius_norm(x.view()),
+                    ))
+                };
+                timings.residual = backward(&x.to_array())?;
+                timings.reference_residual = Some(backward(&x_ref)?);
+                let flops = (n * n * p.rhs) as f64 * if cholesky { 2.0 } else { 1.0 }
+                    + if cholesky {
+                        (n as f64).powi(3) / 3.0
+                    } else {
+                        0.0
+                    };
+                Ok(self.report(runtime, n, p.rhs, flops, tasks, timings))
+            }
+            SolveKind::Lstsq => {
+                let a = BlockMatrix::random(m, n, self.tile, n, seed)?;
+                let b = BlockMatrix::random(m, p.rhs, self.tile, p.rhs, seed.wrapping_add(1))?;
+                let mut joined = Array2::zeros((m, n + p.rhs));
+                joined.slice_mut(s![.., ..n]).assign(&a.to_array());
+                joined.slice_mut(s![.., n..]).assign(&b.to_array());
+                let (mut timings, tasks, x, x_ref) = self.measure(
+                    || {
+                        let solved = runtime.lstsq(&a, &b, p.arity, options)?;
+                        Ok((solved.x, solved.report, solved.tasks))
+                    },
+                    || {
+                        let input = tile::to_column_major(joined.view());
+                        let start = Instant::now();
+                        let (r, _) = kernels.qr_whole(input, threads, false)?;
+                        let mut x = tile::to_column_major(r.slice(s![..n, n..]));
+                        kernels.trsm_whole(
+                            Side::Left,
+                            Triangle::Upper,
+                            Transpose::No,
+                            Diagonal::NonUnit,
+                            1.0,
+                            r.slice(s![..n, ..n]),
+                            x.view_mut(),
+                            threads,
+                        )?;
+                        Ok((x, start.elapsed().as_secs_f64()))
+                    },
+                )?;
+                timings.residual = relative(
+                    (&x.to_array() - &x_ref).view(),
+                    tile::frobenius_norm(x_ref.view()),
+                );
+                Ok(self.report(runtime, m, p.rhs, qr_flops(m, n + p.rhs), tasks, timings))
+            }
+        }
+    }
+}

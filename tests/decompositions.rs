@@ -1,0 +1,246 @@
+//! TSQR, SVDs and solves through the embedded runtime with every scheduler
+//! and store, against faer's whole-matrix routines, on sizes that are not
+//! multiples of the tile; and their bad inputs.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
+
+use ndarray::{Array2, s};
+use wukong::linalg::tile::frobenius_norm;
+use wukong::{BackendKind, BlockMatrix, Error, LinalgError, RandomizedSvd, Runtime};
+use wukong::{Transpose, Triangle};
+
+mod common;
+use common::{relative_difference, runtimes};
+
+fn faer() -> &'static dyn wukong::linalg::TileBackend {
+    BackendKind::Faer.kernels().unwrap()
+}
+
+fn orthogonality(q: &Array2<f64>) -> f64 {
+    frobenius_norm((q.t().dot(q) - Array2::<f64>::eye(q.ncols())).view())
+}
+
+fn value_error(s: &[f64], reference: &[f64]) -> f64 {
+    s.iter()
+        .zip(reference)
+        .map(|(x, y)| (x - y).abs() / reference[0])
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn tsqr_gives_orthonormal_q_and_the_whole_matrix_r() {
+    for rt in runtimes() {
+        for (m, n, tile, arity) in [(1000, 33, 128, 2), (515, 40, 64, 3), (77, 20, 10, 4)] {
+            let a = BlockMatrix::random(m, n, tile, n, 3).unwrap();
+            let f = rt.tsqr_with(&a, arity, true, &Default::default()).unwrap();
+            let q = f.q.unwrap().to_array();
+            let what = format!(
+                "{} {:?} {m}×{n}/{tile}",
+                rt.scheduler().name(),
+                rt.backend()
+            );
+            assert!(orthogonality(&q) < 1e-13, "{what}");
+            let a = a.to_array();
+            assert!(relative_difference(&q.dot(&f.r), &a) < 1e-14, "{what}");
+            let (r_ref, _) = faer().qr_whole(a.clone(), 2, false).unwrap();
+            // Equal up to the signs of the rows.
+            let mut signed = f.r.clone();
+            for i in 0..n {
+                let sign = (f.r[[i, i]] * r_ref[[i, i]]).signum();
+                signed.row_mut(i).mapv_inplace(|x| x * sign);
+            }
+            assert!(relative_difference(&signed, &r_ref) < 1e-12, "{what}");
+        }
+    }
+}
+
+#[test]
+fn tall_svd_matches_faer() {
+    for rt in runtimes() {
+        let a = BlockMatrix::random(901, 30, 128, 30, 5).unwrap();
+        let reference = faer().svd_whole(a.to_array(), 2, false).unwrap().s;
+        let values = rt.svd_tall(&a, 2, false, &Default::default()).unwrap();
+        assert!(value_error(&values.s, &reference) < 1e-10);
+        let f = rt.svd_tall(&a, 4, true, &Default::default()).unwrap();
+        assert!(value_error(&f.s, &reference) < 1e-10);
+        let (u, vt) = (f.u.unwrap().to_array(), f.vt.unwrap());
+        let mut us = u.clone();
+        for (mut column, sigma) in us.columns_mut().into_iter().zip(&f.s) {
+            column.mapv_inplace(|x| x * sigma);
+        }
+        assert!(relative_difference(&us.dot(&vt), &a.to_array()) < 1e-13);
+        assert!(orthogonality(&u) < 1e-12 && orthogonality(&vt.t().to_owned()) < 1e-12);
+    }
+}
+
+#[test]
+fn randomized_svd_finds_the_leading_triplets() {
+    // A matrix with a fast-decaying spectrum: U·diag(2^-i)·Vᵀ plus nothing.
+    let (m, n, k) = (400, 260, 12);
+    let q1 = faer()
+        .qr_whole(
+            BlockMatrix::random(m, 40, m, 40, 1).unwrap().to_array(),
+            1,
+            true,
+        )
+        .unwrap()
+        .1
+        .unwrap();
+    let q2 = faer()
+        .qr_whole(
+            BlockMatrix::random(n, 40, n, 40, 2).unwrap().to_array(),
+            1,
+            true,
+        )
+        .unwrap()
+        .1
+        .unwrap();
+    let sigma: Vec<f64> = (0..40).map(|i| 0.5f64.powi(i)).collect();
+    let mut scaled = q1.clone();
+    for (mut column, s) in scaled.columns_mut().into_iter().zip(&sigma) {
+        column.mapv_inplace(|x| x * s);
+    }
+    let whole = scaled.dot(&q2.t());
+    for rt in runtimes().into_iter().take(3) {
+        let a = BlockMatrix::from_array(whole.view(), 96, 96).unwrap();
+        let settings = RandomizedSvd {
+            rank: k,
+            oversampling: 8,
+            power_iterations: 2,
+            arity: 2,
+        };
+        let f = rt
+            .randomized_svd(&a, settings, true, 3, &Default::default())
+            .unwrap();
+        assert_eq!(f.s.len(), k);
+        assert!(value_error(&f.s, &sigma[..k]) < 1e-10, "{:?}", f.s);
+        let (u, vt) = (f.u.unwrap().to_array(), f.vt.unwrap());
+        assert_eq!((u.dim(), vt.dim()), ((m, k), (k, n)));
+        // Rank-k truncation error is σ_k = 2^-k in the 2-norm.
+        let mut us = u.clone();
+        for (mut column, s) in us.columns_mut().into_iter().zip(&f.s) {
+            column.mapv_inplace(|x| x * s);
+        }
+        let error = frobenius_norm((&whole - &us.dot(&vt)).view());
+        assert!(error < 2.0 * sigma[k], "{error}");
+    }
+}
+
+#[test]
+fn solves_give_small_residuals() {
+    for rt in runtimes() {
+        let (n, r, tile) = (170, 9, 48);
+        let spd = BlockMatrix::random_spd(n, tile, 4).unwrap();
+        let b = BlockMatrix::random(n, r, tile, tile, 5).unwrap();
+        let x = rt.cholesky_solve(&spd, &b, &Default::default()).unwrap().x;
+        let (a, bw) = (spd.to_array(), b.to_array());
+        assert!(relative_difference(&a.dot(&x.to_array()), &bw) < 1e-14);
+
+        let mut lower = a.clone();
+        for i in 0..n {
+            for j in i + 1..n {
+                lower[[i, j]] = f64::NAN; // never read
+            }
+        }
+        // NaN above the diagonal is never read.
+        let t = BlockMatrix::from_array(lower.view(), tile, tile).unwrap();
+        for trans in [Transpose::No, Transpose::Yes] {
+            let x = rt
+                .solve_triangular(&t, Triangle::Lower, trans, &b, &Default::default())
+                .unwrap()
+                .x
+                .to_array();
+            let l = lower.mapv(|x| if x.is_nan() { 0.0 } else { x });
+            let op = if trans == Transpose::No {
+                l.clone()
+            } else {
+                l.t().to_owned()
+            };
+            assert!(relative_difference(&op.dot(&x), &bw) < 1e-14);
+        }
+        // Inside the triangle it is an error naming its place.
+        lower[[100, 7]] = f64::INFINITY;
+        let t = BlockMatrix::from_array(lower.view(), tile, tile).unwrap();
+        let err = rt
+            .solve_triangular(&t, Triangle::Lower, Transpose::No, &b, &Default::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("row 100, column 7"), "{err}");
+    }
+}
+
+#[test]
+fn least_squares_matches_the_normal_equations_answer() {
+    for rt in runtimes() {
+        let (m, n) = (800, 25);
+        let a = BlockMatrix::random(m, n, 150, 10, 6).unwrap();
+        let b = BlockMatrix::random(m, 3, 150, 3, 7).unwrap();
+        let x = rt
+            .lstsq(&a, &b, 2, &Default::default())
+            .unwrap()
+            .x
+            .to_array();
+        // At the minimum, the residual is orthogonal to A's columns.
+        let (aw, bw) = (a.to_array(), b.to_array());
+        let residual = &aw.dot(&x) - &bw;
+        let normal = aw.t().dot(&residual);
+        assert!(
+            frobenius_norm(normal.view())
+                < 1e-11 * frobenius_norm(aw.view()) * frobenius_norm(residual.view()),
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let rt = Runtime::new().with_threads(2);
+    let wide_tiles = BlockMatrix::random(100, 20, 32, 8, 1).unwrap();
+    let err = rt.tsqr(&wide_tiles).unwrap_err();
+    assert!(err.to_string().contains("one column of tiles"), "{err}");
+
+    let mut with_nan = BlockMatrix::random(100, 8, 32, 8, 1).unwrap().to_array();
+    with_nan[[70, 3]] = f64::NAN;
+    let a = BlockMatrix::from_array(with_nan.view(), 32, 8).unwrap();
+    let err = rt.svd_tall(&a, 2, false, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("row 70, column 3"), "{err}");
+
+    // A rank-deficient least-squares problem names the dependent column.
+    let mut deficient = BlockMatrix::random(90, 6, 30, 6, 2).unwrap().to_array();
+    let copy = deficient.slice(s![.., 1]).to_owned();
+    deficient.slice_mut(s![.., 5]).assign(&copy);
+    let a = BlockMatrix::from_array(deficient.view(), 30, 6).unwrap();
+    let b = BlockMatrix::random(90, 1, 30, 1, 3).unwrap();
+    let err = rt.lstsq(&a, &b, 2, &Default::default()).unwrap_err();
+    assert!(
+        matches!(err, Error::Linalg(LinalgError::RankDeficient { .. }))
+            && err.to_string().contains("column 5"),
+        "{err}"
+    );
+    let b_rows = BlockMatrix::random(91, 1, 30, 1, 3).unwrap();
+    let err = rt.lstsq(&a, &b_rows, 2, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("same rows"), "{err}");
+
+    let spd = BlockMatrix::random_spd(50, 16, 1).unwrap();
+    let b = BlockMatrix::random(50, 2, 20, 20, 1).unwrap();
+    let err = rt
+        .cholesky_solve(&spd, &b, &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("row tiles"), "{err}");
+    let not_spd = BlockMatrix::from_array((-spd.to_array()).view(), 16, 16).unwrap();
+    let b = BlockMatrix::random(50, 2, 16, 16, 1).unwrap();
+    let err = rt
+        .cholesky_solve(&not_spd, &b, &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("not positive definite"), "{err}");
+
+    let square = BlockMatrix::random(64, 64, 16, 16, 1).unwrap();
+    let err = rt
+        .randomized_svd(
+            &square,
+            RandomizedSvd::new(65),
+            false,
+            1,
+            &Default::default(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("rank 65 exceeds"), "{err}");
+}
