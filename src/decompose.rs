@@ -8,8 +8,8 @@ use ndarray::{Array2, s};
 use wukong_dag::DataId;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
-    BlockMatrix, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose, Triangle, V,
-    cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, tile,
+    BlockMatrix, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose, Tree, Triangle,
+    V, cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, tile,
     triangular_solve_plan, tsqr_plan,
 };
 
@@ -92,16 +92,17 @@ impl Runtime {
         Ok((q, factors.r))
     }
 
-    /// TSQR with a reduction tree of `arity` factors per node; `Q` is formed
-    /// only with `explicit_q` (`R` alone costs about half).
+    /// TSQR with a reduction `tree`: an arity (factors per node, Householder
+    /// leaves) or a [`Tree`] naming the leaves' method too; `Q` is formed only
+    /// with `explicit_q` (`R` alone costs about half).
     pub fn tsqr_with(
         &self,
         a: &BlockMatrix,
-        arity: usize,
+        tree: impl Into<Tree>,
         explicit_q: bool,
         options: &RunOptions<'_>,
     ) -> Result<QrFactors, Error> {
-        let plan = tsqr_plan(a.layout(), arity, explicit_q)?;
+        let plan = tsqr_plan(a.layout(), tree, explicit_q)?;
         a.check_finite("A")?;
         let (mut outputs, report) = self.run_graph(&plan.dag, tiles_of(&plan.a, a), options)?;
         let q = match &plan.q {
@@ -122,11 +123,11 @@ impl Runtime {
     pub fn svd_tall(
         &self,
         a: &BlockMatrix,
-        arity: usize,
+        tree: impl Into<Tree>,
         vectors: bool,
         options: &RunOptions<'_>,
     ) -> Result<SvdFactors, Error> {
-        let plan = tall_svd_plan(a.layout(), arity, vectors)?;
+        let plan = tall_svd_plan(a.layout(), tree, vectors)?;
         a.check_finite("A")?;
         let inputs = tiles_of(&plan.a, a);
         self.run_svd(&plan, inputs, plan.k, options)
@@ -250,7 +251,7 @@ impl Runtime {
         &self,
         a: &BlockMatrix,
         b: &BlockMatrix,
-        arity: usize,
+        tree: impl Into<Tree>,
         options: &RunOptions<'_>,
     ) -> Result<Solved, Error> {
         let (la, lb) = (a.layout(), b.layout());
@@ -285,7 +286,7 @@ impl Runtime {
             }
             row
         });
-        let plan = lstsq_plan(joined, n, arity)?;
+        let plan = lstsq_plan(joined, n, tree)?;
         let (mut outputs, report) = self.run_graph(&plan.dag, tiles_of(&plan.a, &ab), options)?;
         Ok(Solved {
             x: assemble(&plan.x, &mut outputs)?,

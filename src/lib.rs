@@ -47,7 +47,8 @@ pub use wukong_executor as executor;
 pub use wukong_executor::{RunReport, Scheduler};
 pub use wukong_linalg as linalg;
 pub use wukong_linalg::{
-    BackendKind, BlockMatrix, LinalgError, RandomizedSvd, Tile, TileLayout, Transpose, Triangle,
+    BackendKind, BlockMatrix, LinalgError, QrMethod, RandomizedSvd, Tile, TileLayout, Transpose,
+    Tree, Triangle,
 };
 pub use wukong_storage as storage;
 

@@ -11,7 +11,7 @@ use wukong::storage::StorageError;
 use wukong::workload::{
     Algorithm, Mode, Params, Remote, SolveKind, SvdKind, Workload, WorkloadReport,
 };
-use wukong::{BackendKind, Scheduler};
+use wukong::{BackendKind, QrMethod, Scheduler};
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +78,14 @@ enum AlgorithmArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum LeafArg {
+    /// Householder reflections.
+    Householder,
+    /// CholeskyQR2 with a Householder fallback.
+    CholeskyQr2,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum SvdArg {
     /// Exact SVD of a tall-skinny matrix through TSQR.
     Tall,
@@ -134,6 +142,11 @@ struct RunArgs {
     /// reduction tree.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
     arity: u64,
+    /// TSQR, SVD, least squares: how tiles are factored (cholesky-qr2 is
+    /// faster on tall tiles and falls back to Householder where it would
+    /// lose accuracy).
+    #[arg(long, value_enum, default_value = "householder")]
+    leaf: LeafArg,
     /// TSQR: form Q explicitly, not only R.
     #[arg(long)]
     q: bool,
@@ -359,6 +372,10 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
         },
         params: Params {
             arity: args.arity as usize,
+            leaf: match args.leaf {
+                LeafArg::Householder => QrMethod::Householder,
+                LeafArg::CholeskyQr2 => QrMethod::CholeskyQr2,
+            },
             explicit_q: args.q,
             svd: match args.svd {
                 SvdArg::Tall => SvdKind::Tall,

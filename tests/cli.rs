@@ -183,7 +183,11 @@ fn bad_arguments_fail_with_a_message() {
         ),
         (
             &["run", "cholesky", "--n", "10", "--m", "3"][..],
-            "apply to gemm only",
+            "--m does not apply: the matrix is n×n",
+        ),
+        (
+            &["run", "tsqr", "--n", "10", "--k", "3"][..],
+            "--k applies to gemm only",
         ),
         (&["run", "svd2", "--n", "10"][..], "invalid value 'svd2'"),
         (&["run", "gemm", "--n", "-4"][..], "unexpected argument"),

@@ -107,7 +107,7 @@ fn randomized_svd_finds_the_leading_triplets() {
             rank: k,
             oversampling: 8,
             power_iterations: 2,
-            arity: 2,
+            tree: 2.into(),
         };
         let f = rt
             .randomized_svd(&a, settings, true, 3, &Default::default())

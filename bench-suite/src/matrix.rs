@@ -99,6 +99,8 @@ pub struct Entry {
     pub seed: Option<u64>,
     /// TSQR, tall SVD, least squares: reduction-tree arity (default 2).
     pub arity: Option<usize>,
+    /// TSQR, SVD, least squares: `householder` (default) or `cholesky-qr2` tiles.
+    pub leaf: Option<String>,
     /// TSQR: form Q (default false).
     pub q: Option<bool>,
     /// SVD: `tall` (default) or `randomized`.
@@ -123,6 +125,10 @@ impl Entry {
         let defaults = Params::default();
         Ok(Params {
             arity: self.arity.unwrap_or(defaults.arity),
+            leaf: match &self.leaf {
+                Some(leaf) => leaf.parse()?,
+                None => defaults.leaf,
+            },
             explicit_q: self.q.unwrap_or(defaults.explicit_q),
             svd: match self.svd.as_deref() {
                 None | Some("tall") => SvdKind::Tall,

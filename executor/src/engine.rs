@@ -617,6 +617,9 @@ struct Run<'a, Op, K: Kernels<Op>> {
     io: Counters,
     start: Instant,
     progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+    /// Local Wukong runs: inputs that only one source task reads, handed to
+    /// the executor that starts there instead of going through the store.
+    handoff: Mutex<HashMap<TaskId, Vec<(DataId, Arc<K::Value>)>>>,
 }
 
 /// A task in an executor's own ready queue.
@@ -692,6 +695,7 @@ where
             io: Counters::default(),
             start: Instant::now(),
             progress: None,
+            handoff: Mutex::new(HashMap::new()),
         }
     }
 
@@ -716,7 +720,23 @@ where
         inputs: impl IntoIterator<Item = (DataId, Arc<K::Value>)>,
     ) -> Outcome<K::Value, K::Error> {
         let dag = self.dag;
-        let staged = crate::local::checked_inputs(dag, inputs)?;
+        let mut staged = crate::local::checked_inputs(dag, inputs)?;
+        if self.wukong() && !self.remote {
+            // Delayed I/O for inputs: one that a single source task reads
+            // (and that is not a result) goes straight to the executor that
+            // starts there; it reaches the store only if that executor evicts it.
+            let mut handoff = self.handoff.lock();
+            staged.retain(|(data, value)| match dag.consumers(*data) {
+                &[task] if dag.fan_in(task) == 0 && !dag.is_output(*data) => {
+                    handoff
+                        .entry(task)
+                        .or_default()
+                        .push((*data, Arc::clone(value)));
+                    false
+                }
+                _ => true,
+            });
+        }
         let (objects, bytes) = stage_inputs(staged, self.stores, &self.job, self.config.threads)
             .map_err(|source| ExecError::Store {
                 task: TaskId::default(),
@@ -823,6 +843,13 @@ where
                 },
                 records: Vec::new(),
             };
+            let handed = self.handoff.lock().remove(&first).unwrap_or_default();
+            for (data, value) in handed {
+                let size = value.memory_bytes();
+                // Not durable: written to the store if it is ever evicted.
+                executor.cache.insert(data, value, size, false);
+                add(&self.io.inline_inputs, 1);
+            }
             self.push(&mut executor, first, false);
             if let Err(failure) = self.executor_loop(&mut executor) {
                 self.fail(pool, failure);

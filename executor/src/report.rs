@@ -53,12 +53,14 @@ pub struct IoReport {
     pub store_writes: u64,
     /// Bytes written to the store by executors.
     pub store_write_bytes: u64,
-    /// Bytes of the graph's inputs put into the store before the run (the same
-    /// for every scheduler; not part of the two figures above).
+    /// Bytes of the graph's inputs put into the store before the run (not
+    /// part of the two figures above). Local Wukong runs hand an input that
+    /// only one source task reads straight to its executor instead.
     pub staged_bytes: u64,
     /// Objects of the graph's inputs put into the store before the run.
     pub staged_objects: u64,
-    /// Inputs that arrived inline with an invocation instead of from the store.
+    /// Inputs that arrived with an invocation instead of from the store:
+    /// inline in its payload (remote modes) or handed over in memory (local mode).
     pub inline_inputs: u64,
     /// Fan-in arrivals recorded.
     pub arrivals: u64,

@@ -7,6 +7,31 @@ use crate::LinalgError;
 use crate::kernels::{Diagonal, Side, TileBackend, Transpose, Triangle};
 use crate::tile::{self, Tile};
 
+/// How the QR of a tall tile is computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum QrMethod {
+    /// Householder reflections: backward stable for any input (the default).
+    #[default]
+    Householder,
+    /// CholeskyQR2 ([`cholesky_qr2`]): mostly matrix products, so faster on
+    /// tall tiles; a tile it cannot factor accurately (κ above about 10⁷) falls
+    /// back to Householder, so the result is as accurate either way.
+    CholeskyQr2,
+}
+
+impl std::str::FromStr for QrMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "householder" => Ok(QrMethod::Householder),
+            "cholesky-qr2" | "cholqr2" => Ok(QrMethod::CholeskyQr2),
+            other => Err(format!(
+                "unknown QR method `{other}`: expected householder or cholesky-qr2"
+            )),
+        }
+    }
+}
+
 /// One tile operation of a tiled algorithm. Most write one tile; the inputs
 /// they read and the outputs they write, in order, are listed with each variant. Dimensions are carried for the
 /// cost estimate, coordinates for labels and error messages.
@@ -81,6 +106,8 @@ pub enum TileOp {
         parts: u32,
         /// Whether `Q` is formed.
         explicit_q: bool,
+        /// How a single tile is factored (stacked tiles: always Householder).
+        method: QrMethod,
         /// `[level, index]` in a reduction tree (level 0: tiles of the matrix).
         at: [u32; 2],
     },
@@ -204,8 +231,16 @@ impl TileOp {
                 cols,
                 parts,
                 explicit_q,
+                method,
                 ..
-            } => qr_stacked(backend, inputs, cols as usize, parts as usize, explicit_q),
+            } => qr_stacked(
+                backend,
+                inputs,
+                cols as usize,
+                parts as usize,
+                explicit_q,
+                method,
+            ),
             TileOp::Svd { vectors, .. } => {
                 expect("svd", &inputs, 1)?;
                 let a = inputs.into_iter().next().map(take).unwrap_or_default();
@@ -365,6 +400,82 @@ fn solve_r(
     Ok(x)
 }
 
+/// `A = Q·R` of a tall tile by CholeskyQR2: `R₁ = chol(AᵀA)`, `Q₁ = A·R₁⁻¹`,
+/// then once more on `Q₁` (`R = R₂·R₁`), so nearly all the work is the
+/// products `AᵀA` and triangular solves. The second pass restores
+/// orthogonality to rounding level whenever `Q₁` is well conditioned, which is
+/// checked: if `‖Q₁ᵀQ₁ − I‖_F > ½` or a Cholesky factorization fails (`A` is
+/// ill-conditioned, about κ(A) > 10⁷), `None` tells the caller to use
+/// Householder instead.
+pub fn cholesky_qr2(
+    backend: &dyn TileBackend,
+    a: &Tile,
+    explicit_q: bool,
+) -> Result<Option<(Tile, Option<Tile>)>, LinalgError> {
+    let n = a.ncols();
+    if a.nrows() < n || n == 0 {
+        return Ok(None);
+    }
+    let gram = |q: &Tile| -> Result<Tile, LinalgError> {
+        let mut g = tile::zeros(n, n);
+        backend.syrk(
+            Triangle::Lower,
+            Transpose::Yes,
+            1.0,
+            q.view(),
+            0.0,
+            g.view_mut(),
+        )?;
+        Ok(g)
+    };
+    let mut l1 = gram(a)?;
+    if backend.potrf(l1.view_mut()).is_err() {
+        return Ok(None);
+    }
+    // Q₁ = A·L₁⁻ᵀ.
+    let mut q = tile::to_column_major(a.view());
+    let solve = |l: &Tile, q: &mut Tile| {
+        backend.trsm(
+            Side::Right,
+            Triangle::Lower,
+            Transpose::Yes,
+            Diagonal::NonUnit,
+            1.0,
+            l.view(),
+            q.view_mut(),
+        )
+    };
+    solve(&l1, &mut q)?;
+    let mut l2 = gram(&q)?;
+    let mut departure = 0.0;
+    for j in 0..n {
+        for i in j..n {
+            let d = l2[[i, j]] - if i == j { 1.0 } else { 0.0 };
+            departure += if i == j { d * d } else { 2.0 * d * d };
+        }
+    }
+    if !(departure.sqrt() <= 0.5) || backend.potrf(l2.view_mut()).is_err() {
+        return Ok(None);
+    }
+    // R = R₂·R₁ = (L₁·L₂)ᵀ.
+    let mut product = tile::zeros(n, n);
+    backend.gemm(
+        Transpose::No,
+        Transpose::No,
+        1.0,
+        l1.view(),
+        l2.view(),
+        0.0,
+        product.view_mut(),
+    )?;
+    let r = tile::to_column_major(product.t());
+    if !explicit_q {
+        return Ok(Some((r, None)));
+    }
+    solve(&l2, &mut q)?;
+    Ok(Some((r, Some(q))))
+}
+
 /// QR of tiles stacked vertically; `Q` is cut back into one block per input.
 fn qr_stacked(
     backend: &dyn TileBackend,
@@ -372,6 +483,7 @@ fn qr_stacked(
     cols: usize,
     parts: usize,
     explicit_q: bool,
+    method: QrMethod,
 ) -> Result<Vec<Tile>, LinalgError> {
     expect("qr", &inputs, parts)?;
     if let Some(bad) = inputs.iter().find(|t| t.ncols() != cols) {
@@ -397,7 +509,14 @@ fn qr_stacked(
         }
         whole
     };
-    let (r, q) = backend.qr(stacked, explicit_q)?;
+    let fast = match method {
+        QrMethod::CholeskyQr2 if parts == 1 => cholesky_qr2(backend, &stacked, explicit_q)?,
+        _ => None,
+    };
+    let (r, q) = match fast {
+        Some(factors) => factors,
+        None => backend.qr(stacked, explicit_q)?,
+    };
     let mut out = Vec::with_capacity(parts + 1);
     if let Some(q) = q {
         if parts == 1 {

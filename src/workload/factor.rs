@@ -8,9 +8,9 @@ use ndarray::{Array2, ArrayView2, s};
 use serde::Serialize;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
-    BlockMatrix, Diagonal, LinalgError, RandomizedSvd, Side, SvdParts, TileBackend, TileLayout,
-    Transpose, Triangle, cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, tile,
-    triangular_solve_plan, tsqr_plan,
+    BlockMatrix, Diagonal, LinalgError, QrMethod, RandomizedSvd, Side, SvdParts, TileBackend,
+    TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, lstsq_plan, randomized_svd_plan,
+    tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
 };
 
 use super::{Algorithm, Timings, Workload, WorkloadReport};
@@ -43,6 +43,8 @@ pub enum SolveKind {
 pub struct Params {
     /// Factors combined per node of a TSQR reduction tree.
     pub arity: usize,
+    /// How the tiles (the leaves of TSQR trees) are factored.
+    pub leaf: QrMethod,
     /// TSQR: form `Q` explicitly (else `R` only).
     pub explicit_q: bool,
     /// Which SVD.
@@ -65,6 +67,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             arity: 2,
+            leaf: QrMethod::Householder,
             explicit_q: false,
             svd: SvdKind::Tall,
             vectors: false,
@@ -217,8 +220,10 @@ impl Workload {
         let tall = |cols| TileLayout::new(m, cols, self.tile, cols);
         let square = |rows, cols| TileLayout::square_tiles(rows, cols, self.tile);
         Ok(match (self.algorithm, p.svd, p.solve) {
-            (Algorithm::Tsqr, ..) => tsqr_plan(tall(n)?, p.arity, p.explicit_q)?.dag,
-            (Algorithm::Svd, SvdKind::Tall, _) => tall_svd_plan(tall(n)?, p.arity, p.vectors)?.dag,
+            (Algorithm::Tsqr, ..) => tsqr_plan(tall(n)?, self.tree(), p.explicit_q)?.dag,
+            (Algorithm::Svd, SvdKind::Tall, _) => {
+                tall_svd_plan(tall(n)?, self.tree(), p.vectors)?.dag
+            }
             (Algorithm::Svd, SvdKind::Randomized, _) => {
                 randomized_svd_plan(square(m, n)?, self.randomized(), p.vectors)?.dag
             }
@@ -234,7 +239,7 @@ impl Workload {
             (_, _, SolveKind::Cholesky) => {
                 cholesky_solve_plan(square(n, n)?, square(n, p.rhs)?)?.dag
             }
-            (_, _, SolveKind::Lstsq) => lstsq_plan(tall(n + p.rhs)?, n, p.arity)?.dag,
+            (_, _, SolveKind::Lstsq) => lstsq_plan(tall(n + p.rhs)?, n, self.tree())?.dag,
         })
     }
 
@@ -243,7 +248,14 @@ impl Workload {
             rank: self.params.rank,
             oversampling: self.params.oversampling,
             power_iterations: self.params.power_iterations,
+            tree: self.tree(),
+        }
+    }
+
+    fn tree(&self) -> Tree {
+        Tree {
             arity: self.params.arity,
+            leaf: self.params.leaf,
         }
     }
 
@@ -283,7 +295,7 @@ impl Workload {
         let whole = a.to_array();
         let (mut timings, tasks, factors, (r_ref, q_ref)) = self.measure(
             || {
-                let f = runtime.tsqr_with(&a, p.arity, p.explicit_q, options)?;
+                let f = runtime.tsqr_with(&a, self.tree(), p.explicit_q, options)?;
                 let (report, tasks) = (f.report.clone(), f.tasks);
                 Ok((f, report, tasks))
             },
@@ -343,7 +355,7 @@ impl Workload {
         let (mut timings, tasks, factors, reference) = self.measure(
             || {
                 let f = match p.svd {
-                    SvdKind::Tall => runtime.svd_tall(&a, p.arity, p.vectors, options)?,
+                    SvdKind::Tall => runtime.svd_tall(&a, self.tree(), p.vectors, options)?,
                     SvdKind::Randomized => runtime.randomized_svd(
                         &a,
                         self.randomized(),
@@ -472,7 +484,7 @@ impl Workload {
                 joined.slice_mut(s![.., n..]).assign(&b.to_array());
                 let (mut timings, tasks, x, x_ref) = self.measure(
                     || {
-                        let solved = runtime.lstsq(&a, &b, p.arity, options)?;
+                        let solved = runtime.lstsq(&a, &b, self.tree(), options)?;
                         Ok((solved.x, solved.report, solved.tasks))
                     },
                     || {

@@ -9,7 +9,7 @@
 use wukong_dag::{Dag, DagBuilder, DataId};
 
 use super::cholesky::{check_square_tiles, emit_cholesky};
-use super::tsqr::TsqrTree;
+use super::tsqr::{Tree, TsqrTree};
 use super::{TileMap, dim32};
 use crate::error::shape_mismatch;
 use crate::kernels::{Diagonal, Side, Transpose, Triangle};
@@ -204,7 +204,11 @@ pub fn cholesky_solve_plan(a: TileLayout, b: TileLayout) -> Result<SolvePlan, Li
 /// column rank. The input is `[A B]` side by side in one column of tiles
 /// (`n + r` columns): its TSQR gives `[R Qᵀ·B]` in the top rows of the root's
 /// factor, so `Q` is never formed, and one task solves `R·X = Qᵀ·B`.
-pub fn lstsq_plan(ab: TileLayout, n: usize, arity: usize) -> Result<SolvePlan, LinalgError> {
+pub fn lstsq_plan(
+    ab: TileLayout,
+    n: usize,
+    tree: impl Into<Tree>,
+) -> Result<SolvePlan, LinalgError> {
     if n == 0 || n >= ab.cols() {
         return Err(shape_mismatch(
             "least squares",
@@ -225,7 +229,7 @@ pub fn lstsq_plan(ab: TileLayout, n: usize, arity: usize) -> Result<SolvePlan, L
         ));
     }
     let rhs = ab.cols() - n;
-    let (mut builder, ab_map, tree) = TsqrTree::of_input("least squares", ab, arity, false)?;
+    let (mut builder, ab_map, tree) = TsqrTree::of_input("least squares", ab, tree.into(), false)?;
     let (r, _) = tree.r();
     let x = builder.data((n * rhs * 8) as u64);
     builder.task(

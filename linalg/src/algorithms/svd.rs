@@ -11,7 +11,7 @@
 use wukong_dag::{Dag, DagBuilder, DataId};
 
 use super::gemm::{Operand, emit_product};
-use super::tsqr::{TsqrTree, check_arity, column_tiles};
+use super::tsqr::{Tree, TsqrTree, check_arity, column_tiles};
 use super::{TileMap, dim32};
 use crate::error::shape_mismatch;
 use crate::kernels::Transpose;
@@ -76,9 +76,13 @@ fn emit_small_svd(
 }
 
 /// Plans the exact SVD of a tall-skinny matrix held as one column of tiles,
-/// through a TSQR with reduction arity `arity`.
-pub fn tall_svd_plan(a: TileLayout, arity: usize, vectors: bool) -> Result<SvdPlan, LinalgError> {
-    let (mut builder, a_map, tree) = TsqrTree::of_input("svd", a, arity, vectors)?;
+/// through a TSQR with reduction `tree` (an arity, or a [`Tree`]).
+pub fn tall_svd_plan(
+    a: TileLayout,
+    tree: impl Into<Tree>,
+    vectors: bool,
+) -> Result<SvdPlan, LinalgError> {
+    let (mut builder, a_map, tree) = TsqrTree::of_input("svd", a, tree.into(), vectors)?;
     let (r, k) = tree.r();
     let (s, parts) = emit_small_svd(&mut builder, r, (k, a.cols()), vectors);
     builder.output(s);
@@ -115,8 +119,8 @@ pub struct RandomizedSvd {
     /// Power iterations (each multiplies by `A·Aᵀ` once; 1 or 2 sharpen a
     /// slowly decaying spectrum).
     pub power_iterations: usize,
-    /// Arity of the TSQR trees.
-    pub arity: usize,
+    /// The TSQR trees.
+    pub tree: Tree,
 }
 
 impl RandomizedSvd {
@@ -126,7 +130,7 @@ impl RandomizedSvd {
             rank,
             oversampling: 10,
             power_iterations: 1,
-            arity: 2,
+            tree: Tree::default(),
         }
     }
 
@@ -137,8 +141,8 @@ impl RandomizedSvd {
 }
 
 /// Orthonormal basis of the range of a one-column tile map, by TSQR.
-fn emit_orth(builder: &mut DagBuilder<TileOp>, y: &TileMap, arity: usize) -> TileMap {
-    let tree = TsqrTree::emit(builder, &column_tiles(y), y.layout.cols(), arity, true);
+fn emit_orth(builder: &mut DagBuilder<TileOp>, y: &TileMap, tree: Tree) -> TileMap {
+    let tree = TsqrTree::emit(builder, &column_tiles(y), y.layout.cols(), tree, true);
     TileMap::full(y.layout, &tree.emit_q(builder, None))
 }
 
@@ -164,7 +168,7 @@ pub fn randomized_svd_plan(
             ),
         ));
     }
-    check_arity("randomized svd", settings.arity)?;
+    check_arity("randomized svd", settings.tree.arity)?;
     let l = settings.sketch_width(a);
     let mut builder = DagBuilder::new();
     let a_map = TileMap::inputs(&mut builder, a);
@@ -181,15 +185,15 @@ pub fn randomized_svd_plan(
     };
     let mut y = product(&mut builder, plain, &omega)?;
     for _ in 0..settings.power_iterations {
-        let q = emit_orth(&mut builder, &y, settings.arity);
+        let q = emit_orth(&mut builder, &y, settings.tree);
         let z = product(&mut builder, transposed, &q)?;
-        let qz = emit_orth(&mut builder, &z, settings.arity);
+        let qz = emit_orth(&mut builder, &z, settings.tree);
         y = product(&mut builder, plain, &qz)?;
     }
-    let q = emit_orth(&mut builder, &y, settings.arity);
+    let q = emit_orth(&mut builder, &y, settings.tree);
     // Bᵀ = Aᵀ·Q is n × l: its tall-skinny SVD Bᵀ = U_B·Σ·V_Bᵀ gives A ≈ (Q·V_B)·Σ·U_Bᵀ.
     let bt = product(&mut builder, transposed, &q)?;
-    let tree = TsqrTree::emit(&mut builder, &column_tiles(&bt), l, settings.arity, vectors);
+    let tree = TsqrTree::emit(&mut builder, &column_tiles(&bt), l, settings.tree, vectors);
     let (r, k) = tree.r();
     let (s, parts) = emit_small_svd(&mut builder, r, (k, l), vectors);
     builder.output(s);

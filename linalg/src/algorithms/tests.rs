@@ -116,6 +116,53 @@ fn tsqr_factors_tall_matrices_with_any_tree() {
 }
 
 #[test]
+fn cholesky_qr2_leaves_match_householder_and_fall_back_when_ill_conditioned() {
+    let tree = crate::Tree {
+        arity: 2,
+        leaf: crate::QrMethod::CholeskyQr2,
+    };
+    let well = random(900, 24, 31);
+    // U·Σ·Vᵀ with σ from 1 to 1e-12 and a random V that mixes the columns:
+    // κ = 1e12, where CholeskyQR2 cannot factor; Householder must.
+    let faer = BackendKind::Faer.kernels().unwrap();
+    let orthonormal = |rows, seed| {
+        faer.qr_whole(random(rows, 24, seed), 1, true)
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    let (mut u, v) = (orthonormal(900, 32), orthonormal(24, 33));
+    for j in 0..24 {
+        let sigma = 10f64.powf(-12.0 * j as f64 / 23.0);
+        u.column_mut(j).mapv_inplace(|x| x * sigma);
+    }
+    let ill = u.dot(&v.t());
+    for backend in backends() {
+        for a in [&well, &ill] {
+            let plan = tsqr_plan(TileLayout::new(900, 24, 128, 24).unwrap(), tree, true).unwrap();
+            let values = execute_serial(&plan.dag, inputs(&plan.a, a), backend).unwrap();
+            let q = gather(plan.q.as_ref().unwrap(), &values);
+            let r = values[&plan.r].as_ref().clone();
+            assert!(orthogonality(&q) < 1e-13, "{:?}", backend.kind());
+            assert!(norm((a - &q.dot(&r)).view()) / norm(a.view()) < 1e-14 * 900.0);
+        }
+        // The kernel itself declines the ill-conditioned matrix.
+        let whole = crate::tile::to_column_major(ill.view());
+        assert!(
+            crate::cholesky_qr2(backend, &whole, false)
+                .unwrap()
+                .is_none()
+        );
+        let tile = crate::tile::to_column_major(well.slice(s![..128, ..]));
+        assert!(
+            crate::cholesky_qr2(backend, &tile, false)
+                .unwrap()
+                .is_some()
+        );
+    }
+}
+
+#[test]
 fn tsqr_without_q_gives_the_same_r() {
     let a = random(777, 16, 3);
     let layout = TileLayout::new(777, 16, 100, 16).unwrap();
@@ -208,7 +255,7 @@ fn randomized_svd_recovers_a_low_rank_matrix() {
         rank,
         oversampling: 5,
         power_iterations: 1,
-        arity: 2,
+        tree: 2.into(),
     };
     for backend in backends() {
         let layout = TileLayout::new(m, n, 64, 48).unwrap();

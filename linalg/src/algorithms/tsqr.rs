@@ -13,7 +13,35 @@ use wukong_dag::{Dag, DagBuilder, DataId};
 use super::{TileMap, dim32};
 use crate::error::shape_mismatch;
 use crate::kernels::Transpose;
+use crate::ops::QrMethod;
 use crate::{LinalgError, TileLayout, TileOp};
+
+/// The shape of a TSQR reduction: factors combined per node, and how the
+/// tiles of the matrix (the leaves) are factored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tree {
+    /// Factors stacked and factored together at each inner node (≥ 2).
+    pub arity: usize,
+    /// The method of the leaves; inner nodes always use Householder.
+    pub leaf: QrMethod,
+}
+
+impl Default for Tree {
+    /// A binary tree of Householder QRs.
+    fn default() -> Self {
+        Self::from(2)
+    }
+}
+
+impl From<usize> for Tree {
+    /// A tree of `arity` with Householder leaves.
+    fn from(arity: usize) -> Self {
+        Self {
+            arity,
+            leaf: QrMethod::Householder,
+        }
+    }
+}
 
 /// One factorization of the tree.
 #[derive(Debug, Clone)]
@@ -46,26 +74,38 @@ impl TsqrTree {
         builder: &mut DagBuilder<TileOp>,
         tiles: &[(DataId, usize)],
         cols: usize,
-        arity: usize,
+        tree: Tree,
         explicit_q: bool,
     ) -> Self {
         let leaves: Vec<Node> = tiles
             .iter()
             .enumerate()
             .map(|(index, &(tile, rows))| {
-                factor(builder, &[(tile, rows)], cols, explicit_q, [0, index], 0..0)
+                factor(
+                    builder,
+                    &[(tile, rows)],
+                    (cols, explicit_q, tree.leaf),
+                    [0, index],
+                    0..0,
+                )
             })
             .collect();
         let mut levels = vec![leaves];
         while let Some(below) = levels.last().filter(|level| level.len() > 1) {
             let level = levels.len();
-            let nodes = groups(below.len(), arity)
+            let nodes = groups(below.len(), tree.arity)
                 .into_iter()
                 .enumerate()
                 .map(|(index, range)| {
                     let parts: Vec<(DataId, usize)> =
                         below[range.clone()].iter().map(|c| (c.r, c.k)).collect();
-                    factor(builder, &parts, cols, explicit_q, [level, index], range)
+                    factor(
+                        builder,
+                        &parts,
+                        (cols, explicit_q, QrMethod::Householder),
+                        [level, index],
+                        range,
+                    )
                 })
                 .collect();
             levels.push(nodes);
@@ -81,17 +121,17 @@ impl TsqrTree {
     pub(crate) fn of_input(
         operation: &'static str,
         a: TileLayout,
-        arity: usize,
+        tree: Tree,
         explicit_q: bool,
     ) -> Result<(DagBuilder<TileOp>, TileMap, Self), LinalgError> {
-        check_tall(operation, a, arity)?;
+        check_tall(operation, a, tree.arity)?;
         let mut builder = DagBuilder::new();
         let a_map = TileMap::inputs(&mut builder, a);
         let tree = Self::emit(
             &mut builder,
             &column_tiles(&a_map),
             a.cols(),
-            arity,
+            tree,
             explicit_q,
         );
         Ok((builder, a_map, tree))
@@ -189,8 +229,7 @@ impl TsqrTree {
 fn factor(
     builder: &mut DagBuilder<TileOp>,
     parts: &[(DataId, usize)],
-    cols: usize,
-    explicit_q: bool,
+    (cols, explicit_q, method): (usize, bool, QrMethod),
     [level, index]: [usize; 2],
     children: Range<usize>,
 ) -> Node {
@@ -215,6 +254,7 @@ fn factor(
             cols: dim32(cols),
             parts: dim32(parts.len()),
             explicit_q,
+            method,
             at: [dim32(level), dim32(index)],
         },
         &reads,
@@ -292,10 +332,14 @@ pub struct TsqrPlan {
     pub q: Option<TileMap>,
 }
 
-/// Plans the TSQR of `a` (one column of tiles) with a reduction tree of the
-/// given `arity`; `Q` is formed only with `explicit_q`.
-pub fn tsqr_plan(a: TileLayout, arity: usize, explicit_q: bool) -> Result<TsqrPlan, LinalgError> {
-    let (mut builder, a_map, tree) = TsqrTree::of_input("tsqr", a, arity, explicit_q)?;
+/// Plans the TSQR of `a` (one column of tiles) with a reduction `tree` (an
+/// arity, or a [`Tree`]); `Q` is formed only with `explicit_q`.
+pub fn tsqr_plan(
+    a: TileLayout,
+    tree: impl Into<Tree>,
+    explicit_q: bool,
+) -> Result<TsqrPlan, LinalgError> {
+    let (mut builder, a_map, tree) = TsqrTree::of_input("tsqr", a, tree.into(), explicit_q)?;
     let (r, k) = tree.r();
     builder.output(r);
     let q = if explicit_q {

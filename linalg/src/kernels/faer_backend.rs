@@ -53,16 +53,25 @@ fn accumulate(beta: f64, scale: impl FnOnce(f64)) -> Accum {
     }
 }
 
+/// Below this many uses of each element, an operand is not worth copying.
+const COPY_REUSE: usize = 256;
+
 /// `op(X)` as a column-major matrix: a view when it already is one, else a
-/// copy. faer's matrix product runs about twice as fast when both factors are
-/// column-major (measured on 512 and 1024 tiles), and a copy costs one pass over
-/// an operand against `m·n·k` multiply-adds.
-fn column_major_op<'a>(view: &'a ArrayView2<'_, f64>, trans: Transpose) -> CowArray<'a, f64, Ix2> {
+/// copy when each of its elements is used at least [`COPY_REUSE`] times
+/// (`reuse`: the product's other dimension). faer's matrix product runs about
+/// twice as fast when both factors are column-major (measured on 512 and 1024
+/// tiles), but a transposing copy is slow: on a 8192×128 operand used 128 times
+/// it took longer (10 ms) than the whole product on the strided view (4.5 ms).
+fn column_major_op<'a>(
+    view: &'a ArrayView2<'_, f64>,
+    trans: Transpose,
+    reuse: usize,
+) -> CowArray<'a, f64, Ix2> {
     let op = match trans {
         Transpose::No => view.view(),
         Transpose::Yes => view.t(),
     };
-    if op.nrows() <= 1 || op.strides()[0] == 1 {
+    if op.nrows() <= 1 || op.strides()[0] == 1 || reuse < COPY_REUSE {
         CowArray::from(op)
     } else {
         CowArray::from(tile::to_column_major(op))
@@ -80,7 +89,11 @@ fn gemm_with(
     beta: f64,
     c: &mut ArrayViewMut2<'_, f64>,
 ) {
-    let (a, b) = (column_major_op(a, trans_a), column_major_op(b, trans_b));
+    let (m, n) = c.dim();
+    let (a, b) = (
+        column_major_op(a, trans_a, n),
+        column_major_op(b, trans_b, m),
+    );
     product(par, alpha, &a.view(), &b.view(), beta, c);
 }
 
@@ -192,7 +205,8 @@ impl Raw for FaerBackend {
             Transpose::No => Transpose::Yes,
             Transpose::Yes => Transpose::No,
         };
-        let (l, r) = (column_major_op(a, trans), column_major_op(a, other));
+        let n = c.nrows();
+        let (l, r) = (column_major_op(a, trans, n), column_major_op(a, other, n));
         syrk_recursive(triangle, alpha, l.view(), r.view(), beta, c.view_mut());
         Ok(())
     }
