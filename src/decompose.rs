@@ -9,7 +9,7 @@ use wukong_dag::DataId;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
     BlockMatrix, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose, Tree, Triangle,
-    V, cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, tile,
+    V, cholesky_solve_plan, lstsq_plan, qr_plan, randomized_svd_plan, tall_svd_plan, tile,
     triangular_solve_plan, tsqr_plan,
 };
 
@@ -23,6 +23,19 @@ pub struct QrFactors {
     pub q: Option<BlockMatrix>,
     /// `R`, `min(m, n) × n`, upper triangular.
     pub r: Array2<f64>,
+    /// The run.
+    pub report: RunReport,
+    /// Tasks in the graph.
+    pub tasks: usize,
+}
+
+/// `A = Q·R` of a general matrix in tiles.
+#[derive(Debug)]
+pub struct TiledQr {
+    /// The thin `Q`, tiled like `A`, when it was asked for.
+    pub q: Option<BlockMatrix>,
+    /// `R` (`n × n`, square tiles, zero below the diagonal).
+    pub r: BlockMatrix,
     /// The run.
     pub report: RunReport,
     /// Tasks in the graph.
@@ -115,6 +128,62 @@ impl Runtime {
             report,
             tasks: plan.dag.num_tasks(),
         })
+    }
+
+    /// `A = Q·R` of a general `A` (at least as many rows as columns, square
+    /// tiles) by tile Householder QR; `Q` (thin, tiled like `A`) only with
+    /// `explicit_q`. `R` is returned in tiles, zero below the diagonal.
+    pub fn qr_with(
+        &self,
+        a: &BlockMatrix,
+        explicit_q: bool,
+        options: &RunOptions<'_>,
+    ) -> Result<TiledQr, Error> {
+        let plan = qr_plan(a.layout(), explicit_q, None)?;
+        a.check_finite("A")?;
+        let (mut outputs, report) = self.run_graph(&plan.dag, tiles_of(&plan.a, a), options)?;
+        let q = match &plan.q {
+            Some(map) => Some(assemble(map, &mut outputs)?),
+            None => None,
+        };
+        Ok(TiledQr {
+            q,
+            r: assemble(&plan.r, &mut outputs)?,
+            report,
+            tasks: plan.dag.num_tasks(),
+        })
+    }
+
+    /// `Qᵀ·B` for the `Q` of `A = Q·R`, with `R`, in one graph (`Q` is never
+    /// formed): the first `n` rows of `Qᵀ·B` and `R` solve least-squares
+    /// problems; the rest hold the residual's components.
+    pub fn qr_apply_transpose(
+        &self,
+        a: &BlockMatrix,
+        b: &BlockMatrix,
+        options: &RunOptions<'_>,
+    ) -> Result<(TiledQr, BlockMatrix), Error> {
+        let plan = qr_plan(a.layout(), false, Some(b.layout()))?;
+        a.check_finite("A")?;
+        b.check_finite("B")?;
+        let mut inputs = tiles_of(&plan.a, a);
+        if let Some(map) = &plan.b {
+            inputs.extend(tiles_of(map, b));
+        }
+        let (mut outputs, report) = self.run_graph(&plan.dag, inputs, options)?;
+        let qtb = match &plan.qtb {
+            Some(map) => assemble(map, &mut outputs)?,
+            None => b.clone(),
+        };
+        Ok((
+            TiledQr {
+                q: None,
+                r: assemble(&plan.r, &mut outputs)?,
+                report,
+                tasks: plan.dag.num_tasks(),
+            },
+            qtb,
+        ))
     }
 
     /// The exact SVD of a tall-skinny `A` (one column of tiles): TSQR, the

@@ -39,7 +39,7 @@ pub mod remote;
 mod runtime;
 pub mod workload;
 
-pub use decompose::{QrFactors, Solved, SvdFactors};
+pub use decompose::{QrFactors, Solved, SvdFactors, TiledQr};
 pub use process::prepare_process;
 pub use runtime::{Computed, Error, Runtime};
 pub use wukong_dag as dag;

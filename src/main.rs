@@ -71,6 +71,8 @@ enum AlgorithmArg {
     Cholesky,
     /// A = Q·R of a tall-skinny matrix (--m rows, --n columns, --tile rows per tile).
     Tsqr,
+    /// A = Q·R of a general matrix (--m ≥ --n) by tile Householder QR (--q for Q).
+    Qr,
     /// Singular values (and vectors with --vectors): --svd tall or randomized.
     Svd,
     /// A solve with --rhs right-hand sides: --solve triangular, cholesky or lstsq.
@@ -292,6 +294,7 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
         AlgorithmArg::Gemm => Algorithm::Gemm,
         AlgorithmArg::Cholesky => Algorithm::Cholesky,
         AlgorithmArg::Tsqr => Algorithm::Tsqr,
+        AlgorithmArg::Qr => Algorithm::Qr,
         AlgorithmArg::Svd => Algorithm::Svd,
         AlgorithmArg::Solve => Algorithm::Solve,
     };
@@ -459,7 +462,7 @@ fn print_summary(r: &WorkloadReport) {
     let shape = match r.algorithm {
         Algorithm::Gemm => format!("C({}×{}) = A({}×{})·B({}×{})", r.m, r.n, r.m, r.k, r.k, r.n),
         Algorithm::Cholesky => format!("A = L·Lᵀ, n = {}", r.n),
-        Algorithm::Tsqr => format!("A({}×{}) = Q·R", r.m, r.n),
+        Algorithm::Tsqr | Algorithm::Qr => format!("A({}×{}) = Q·R", r.m, r.n),
         Algorithm::Svd => format!("A({}×{}) = U·Σ·Vᵀ", r.m, r.n),
         Algorithm::Solve => format!(
             "{} solve: A {}×{}, {} right-hand sides",

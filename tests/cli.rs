@@ -71,7 +71,9 @@ fn run_json_has_every_documented_field() {
 
 #[test]
 fn qr_svd_and_solves_from_the_command_line() {
-    let runs: [&[&str]; 7] = [
+    let runs: [&[&str]; 9] = [
+        &["qr", "--m", "300", "--n", "200", "--tile", "64"],
+        &["qr", "--m", "300", "--n", "200", "--tile", "64", "--q"],
         &["tsqr", "--m", "1000", "--n", "30", "--tile", "128"],
         &[
             "tsqr", "--m", "1000", "--n", "30", "--tile", "128", "--q", "--arity", "4",
@@ -127,6 +129,7 @@ fn qr_svd_and_solves_from_the_command_line() {
         );
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["algorithm"], args[0], "{json}");
+        assert!(json["tasks"].as_u64().unwrap() > 1, "{json}");
         assert!(
             json["residual"].as_f64().unwrap() < 1e-10,
             "{args:?}: {json}"

@@ -55,6 +55,38 @@ fn tsqr_gives_orthonormal_q_and_the_whole_matrix_r() {
 }
 
 #[test]
+fn tiled_qr_gives_q_and_r_and_applies_qt() {
+    for rt in runtimes() {
+        for (m, n, tile) in [(333, 200, 64), (200, 200, 50), (90, 40, 128)] {
+            let a = BlockMatrix::random(m, n, tile, tile, 9).unwrap();
+            let f = rt.qr_with(&a, true, &Default::default()).unwrap();
+            let (q, r) = (f.q.unwrap().to_array(), f.r.to_array());
+            let what = format!(
+                "{} {:?} {m}×{n}/{tile}",
+                rt.scheduler().name(),
+                rt.backend()
+            );
+            assert!(orthogonality(&q) < 1e-13, "{what}");
+            assert!(
+                relative_difference(&q.dot(&r), &a.to_array()) < 1e-14,
+                "{what}"
+            );
+            let b = BlockMatrix::random(m, 2, tile, tile, 10).unwrap();
+            let (factors, qtb) = rt.qr_apply_transpose(&a, &b, &Default::default()).unwrap();
+            assert!(
+                relative_difference(&factors.r.to_array(), &r) < 1e-12,
+                "{what}"
+            );
+            let top = qtb.to_array().slice(s![..n, ..]).to_owned();
+            assert!(
+                relative_difference(&top, &q.t().dot(&b.to_array())) < 1e-12,
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
 fn tall_svd_matches_faer() {
     for rt in runtimes() {
         let a = BlockMatrix::random(901, 30, 128, 30, 5).unwrap();
@@ -196,6 +228,13 @@ fn bad_inputs_are_clear_errors() {
     let wide_tiles = BlockMatrix::random(100, 20, 32, 8, 1).unwrap();
     let err = rt.tsqr(&wide_tiles).unwrap_err();
     assert!(err.to_string().contains("one column of tiles"), "{err}");
+    let err = rt
+        .qr_with(&wide_tiles, false, &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("tiles must be square"), "{err}");
+    let wide = BlockMatrix::random(20, 100, 16, 16, 1).unwrap();
+    let err = rt.qr_with(&wide, false, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("at least as many rows"), "{err}");
 
     let mut with_nan = BlockMatrix::random(100, 8, 32, 8, 1).unwrap().to_array();
     with_nan[[70, 3]] = f64::NAN;

@@ -271,6 +271,7 @@ impl MatrixFile {
                 "gemm" => Algorithm::Gemm,
                 "cholesky" => Algorithm::Cholesky,
                 "tsqr" => Algorithm::Tsqr,
+                "qr" => Algorithm::Qr,
                 "svd" => Algorithm::Svd,
                 "solve" => Algorithm::Solve,
                 other => return Err(invalid(format!("unknown algorithm {other:?}"))),

@@ -619,8 +619,11 @@ struct Run<'a, Op, K: Kernels<Op>> {
     progress: Option<&'a (dyn Fn(Progress) + Sync)>,
     /// Local Wukong runs: inputs that only one source task reads, handed to
     /// the executor that starts there instead of going through the store.
-    handoff: Mutex<HashMap<TaskId, Vec<(DataId, Arc<K::Value>)>>>,
+    handoff: Mutex<Handoff<K::Value>>,
 }
+
+/// Inputs handed to the executor that starts at each task.
+type Handoff<V> = HashMap<TaskId, Vec<(DataId, Arc<V>)>>;
 
 /// A task in an executor's own ready queue.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -843,7 +846,8 @@ where
                 },
                 records: Vec::new(),
             };
-            let handed = self.handoff.lock().remove(&first).unwrap_or_default();
+            // Kept for a duplicated invocation of the same task.
+            let handed = self.handoff.lock().get(&first).cloned().unwrap_or_default();
             for (data, value) in handed {
                 let size = value.memory_bytes();
                 // Not durable: written to the store if it is ever evicted.

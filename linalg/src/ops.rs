@@ -111,6 +111,47 @@ pub enum TileOp {
         /// `[level, index]` in a reduction tree (level 0: tiles of the matrix).
         at: [u32; 2],
     },
+    /// Householder QR of its `parts` input tiles stacked on top of each other,
+    /// kept in factored form for [`TileOp::HouseApply`]: writes `[F, C, R]`,
+    /// the factored stack (reflectors below the diagonal), its block factor
+    /// and `R` (`min(rows, cols) × cols`, upper). Tile QR's GEQRT (one part)
+    /// and TSQRT (`R` above a tile).
+    HouseQr {
+        /// Rows of the stack.
+        rows: u64,
+        /// Columns.
+        cols: u32,
+        /// Number of inputs.
+        parts: u32,
+        /// `[row, col]` of the tile being eliminated.
+        at: [u32; 2],
+    },
+    /// Applies the `Q` of a [`TileOp::HouseQr`] (`Qᵀ` with `transpose`) to
+    /// the stack of its `parts` tiles: reads `[F, C, B₁, …]`, writes the
+    /// updated `[B₁', …]`. When the stack is taller than `F`, only the top
+    /// rows of `B₁` take part (those facing the `R` that was factored).
+    HouseApply {
+        /// Rows of `F`.
+        rows: u64,
+        /// Columns of the `B`s.
+        cols: u32,
+        /// Reflectors (columns of `F`).
+        k: u32,
+        /// Number of `B` tiles.
+        parts: u32,
+        /// `Qᵀ·B` rather than `Q·B`.
+        transpose: bool,
+        /// `[row, col, step]` of the updated tile.
+        at: [u32; 3],
+    },
+    /// A tile of the identity matrix: ones where the global row equals the
+    /// global column; reads nothing.
+    Eye {
+        /// `[rows, cols]`.
+        dims: [u32; 2],
+        /// Global column minus global row of the tile's first entry.
+        offset: i64,
+    },
     /// Least-squares finish: reads `[[R C]; …]`, the factor of a QR of
     /// `[A B]`, and writes `X` solving `R·X = C` with `R` its top-left `n × n`
     /// and `C` its top-right `n × rhs` corner. Fails with
@@ -161,6 +202,15 @@ impl Operation for TileOp {
                 if explicit_q { 2.0 * factor } else { factor }
             }
             TileOp::SolveR { n, rhs } => f64::from(n) * f64::from(n) * f64::from(rhs),
+            TileOp::HouseQr { rows, cols, .. } => {
+                let (m, n) = (rows as f64, f64::from(cols));
+                let k = m.min(n);
+                2.0 * m * n * k - (m + n) * k * k + 2.0 * k.powi(3) / 3.0
+            }
+            TileOp::HouseApply { rows, cols, k, .. } => {
+                4.0 * rows as f64 * f64::from(cols) * f64::from(k)
+            }
+            TileOp::Eye { dims: [r, c], .. } => f64::from(r) * f64::from(c),
             TileOp::Svd {
                 dims: [m, n],
                 vectors,
@@ -181,6 +231,9 @@ impl Operation for TileOp {
             TileOp::Qr { at: [l, i], .. } => format!("qr({l},{i})"),
             TileOp::Svd { .. } => "svd".into(),
             TileOp::SolveR { .. } => "solve_r".into(),
+            TileOp::HouseQr { at: [i, j], .. } => format!("geqrt({i},{j})"),
+            TileOp::HouseApply { at: [i, j, k], .. } => format!("ormqr({i},{j})@{k}"),
+            TileOp::Eye { .. } => "eye".into(),
         }
     }
 }
@@ -215,6 +268,8 @@ impl TileOp {
                 ..
             } => parts as usize + 1,
             TileOp::Svd { vectors: true, .. } => 3,
+            TileOp::HouseQr { .. } => 3,
+            TileOp::HouseApply { parts, .. } => parts as usize,
             _ => 1,
         }
     }
@@ -252,6 +307,40 @@ impl TileOp {
                     (Some(u), Some(vt)) => vec![u, s, vt],
                     _ => vec![s],
                 })
+            }
+            TileOp::HouseQr { cols, parts, .. } => {
+                expect("tile qr", &inputs, parts as usize)?;
+                let mut stacked = stack(inputs, cols as usize)?;
+                let coeff = crate::kernels::qr_factored(&mut stacked);
+                let (m, n) = stacked.dim();
+                let k = m.min(n);
+                let mut r = tile::zeros(k, n);
+                for j in 0..n {
+                    for i in 0..k.min(j + 1) {
+                        r[[i, j]] = stacked[[i, j]];
+                    }
+                }
+                Ok(vec![stacked, coeff, r])
+            }
+            TileOp::HouseApply {
+                parts, transpose, ..
+            } => {
+                expect("tile qr update", &inputs, parts as usize + 2)?;
+                house_apply(inputs, transpose)
+            }
+            TileOp::Eye {
+                dims: [rows, cols],
+                offset,
+            } => {
+                expect("eye", &inputs, 0)?;
+                let mut t = tile::zeros(rows as usize, cols as usize);
+                for r in 0..rows as usize {
+                    let c = r as i64 - offset;
+                    if (0..i64::from(cols)).contains(&c) {
+                        t[[r, c as usize]] = 1.0;
+                    }
+                }
+                Ok(vec![t])
             }
             _ => self.execute_one(backend, inputs).map(|tile| vec![tile]),
         }
@@ -348,7 +437,11 @@ impl TileOp {
                 expect("solve_r", &inputs, 1)?;
                 solve_r(backend, &inputs[0], n as usize, rhs as usize)
             }
-            TileOp::Qr { .. } | TileOp::Svd { .. } => Err(LinalgError::WrongInputCount {
+            TileOp::Qr { .. }
+            | TileOp::Svd { .. }
+            | TileOp::HouseQr { .. }
+            | TileOp::HouseApply { .. }
+            | TileOp::Eye { .. } => Err(LinalgError::WrongInputCount {
                 operation: "single-output kernel",
                 expected: 1,
                 got: self.num_outputs(),
@@ -454,7 +547,9 @@ pub fn cholesky_qr2(
             departure += if i == j { d * d } else { 2.0 * d * d };
         }
     }
-    if !(departure.sqrt() <= 0.5) || backend.potrf(l2.view_mut()).is_err() {
+    // NaN compares false: a NaN departure declines too.
+    let close = departure.sqrt() <= 0.5;
+    if !close || backend.potrf(l2.view_mut()).is_err() {
         return Ok(None);
     }
     // R = R₂·R₁ = (L₁·L₂)ᵀ.
@@ -476,6 +571,87 @@ pub fn cholesky_qr2(
     Ok(Some((r, Some(q))))
 }
 
+/// Tiles of the same width stacked vertically (the tile itself if only one).
+fn stack(inputs: Vec<Arc<Tile>>, cols: usize) -> Result<Tile, LinalgError> {
+    if let Some(bad) = inputs.iter().find(|t| t.ncols() != cols) {
+        return Err(crate::error::shape_mismatch(
+            "qr",
+            format!(
+                "a stacked tile has {} columns, expected {cols}",
+                bad.ncols()
+            ),
+        ));
+    }
+    if inputs.len() == 1 {
+        return Ok(inputs.into_iter().next().map(take).unwrap_or_default());
+    }
+    let mut whole = tile::zeros(inputs.iter().map(|t| t.nrows()).sum(), cols);
+    let mut row = 0;
+    for input in &inputs {
+        let height = input.nrows();
+        whole
+            .slice_mut(ndarray::s![row..row + height, ..])
+            .assign(&**input);
+        row += height;
+    }
+    Ok(whole)
+}
+
+/// `[B₁; …] ← Qᵀ·[B₁; …]` (or `Q·`) for a factored `F`, `C`; the rows of
+/// `B₁` below those facing `F` are passed through.
+fn house_apply(mut inputs: Vec<Arc<Tile>>, transpose: bool) -> Result<Vec<Tile>, LinalgError> {
+    let parts: Vec<Arc<Tile>> = inputs.split_off(2);
+    let (factored, coeff) = (&inputs[0], &inputs[1]);
+    let cols = parts.first().map_or(0, |p| p.ncols());
+    let below: usize = parts.iter().skip(1).map(|p| p.nrows()).sum();
+    let first_rows = parts.first().map_or(0, |p| p.nrows());
+    let top = factored
+        .nrows()
+        .checked_sub(below)
+        .filter(|&t| t <= first_rows);
+    let Some(top) = top else {
+        return Err(crate::error::shape_mismatch(
+            "tile qr update",
+            format!(
+                "the factored stack has {} rows but the tiles to update have {} and {below}",
+                factored.nrows(),
+                first_rows
+            ),
+        ));
+    };
+    let mut first = parts.first().cloned().map(take).unwrap_or_default();
+    let mut stacked = tile::zeros(factored.nrows(), cols);
+    stacked
+        .slice_mut(ndarray::s![..top, ..])
+        .assign(&first.slice(ndarray::s![..top, ..]));
+    let mut row = top;
+    for part in parts.iter().skip(1) {
+        if part.ncols() != cols {
+            return Err(crate::error::shape_mismatch(
+                "tile qr update",
+                format!("tiles of {} and {cols} columns", part.ncols()),
+            ));
+        }
+        stacked
+            .slice_mut(ndarray::s![row..row + part.nrows(), ..])
+            .assign(&**part);
+        row += part.nrows();
+    }
+    crate::kernels::qr_apply(factored, coeff, &mut stacked, transpose);
+    first
+        .slice_mut(ndarray::s![..top, ..])
+        .assign(&stacked.slice(ndarray::s![..top, ..]));
+    let mut out = vec![first];
+    let mut row = top;
+    for part in parts.iter().skip(1) {
+        out.push(tile::to_column_major(
+            stacked.slice(ndarray::s![row..row + part.nrows(), ..]),
+        ));
+        row += part.nrows();
+    }
+    Ok(out)
+}
+
 /// QR of tiles stacked vertically; `Q` is cut back into one block per input.
 fn qr_stacked(
     backend: &dyn TileBackend,
@@ -486,29 +662,8 @@ fn qr_stacked(
     method: QrMethod,
 ) -> Result<Vec<Tile>, LinalgError> {
     expect("qr", &inputs, parts)?;
-    if let Some(bad) = inputs.iter().find(|t| t.ncols() != cols) {
-        return Err(crate::error::shape_mismatch(
-            "qr",
-            format!(
-                "a stacked tile has {} columns, expected {cols}",
-                bad.ncols()
-            ),
-        ));
-    }
     let heights: Vec<usize> = inputs.iter().map(|t| t.nrows()).collect();
-    let stacked = if inputs.len() == 1 {
-        inputs.into_iter().next().map(take).unwrap_or_default()
-    } else {
-        let mut whole = tile::zeros(heights.iter().sum(), cols);
-        let mut row = 0;
-        for (input, height) in inputs.iter().zip(&heights) {
-            whole
-                .slice_mut(ndarray::s![row..row + height, ..])
-                .assign(&**input);
-            row += height;
-        }
-        whole
-    };
+    let stacked = stack(inputs, cols)?;
     let fast = match method {
         QrMethod::CholeskyQr2 if parts == 1 => cholesky_qr2(backend, &stacked, explicit_q)?,
         _ => None,

@@ -9,8 +9,8 @@ use serde::Serialize;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
     BlockMatrix, Diagonal, LinalgError, QrMethod, RandomizedSvd, Side, SvdParts, TileBackend,
-    TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, lstsq_plan, randomized_svd_plan,
-    tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
+    TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, lstsq_plan, qr_plan,
+    randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
 };
 
 use super::{Algorithm, Timings, Workload, WorkloadReport};
@@ -221,6 +221,7 @@ impl Workload {
         let square = |rows, cols| TileLayout::square_tiles(rows, cols, self.tile);
         Ok(match (self.algorithm, p.svd, p.solve) {
             (Algorithm::Tsqr, ..) => tsqr_plan(tall(n)?, self.tree(), p.explicit_q)?.dag,
+            (Algorithm::Qr, ..) => qr_plan(square(m, n)?, p.explicit_q, None)?.dag,
             (Algorithm::Svd, SvdKind::Tall, _) => {
                 tall_svd_plan(tall(n)?, self.tree(), p.vectors)?.dag
             }
@@ -291,11 +292,26 @@ impl Workload {
     ) -> Result<WorkloadReport, Error> {
         let (m, n, p) = (self.rows(), self.n, &self.params);
         let kernels = runtime.kernels();
-        let a = BlockMatrix::random(m, n, self.tile, n, self.seed)?;
+        let tiled = self.algorithm == Algorithm::Qr;
+        let a = if tiled {
+            BlockMatrix::random(m, n, self.tile, self.tile, self.seed)?
+        } else {
+            BlockMatrix::random(m, n, self.tile, n, self.seed)?
+        };
         let whole = a.to_array();
         let (mut timings, tasks, factors, (r_ref, q_ref)) = self.measure(
             || {
-                let f = runtime.tsqr_with(&a, self.tree(), p.explicit_q, options)?;
+                let f = if tiled {
+                    let f = runtime.qr_with(&a, p.explicit_q, options)?;
+                    crate::QrFactors {
+                        q: f.q,
+                        r: f.r.to_array(),
+                        report: f.report,
+                        tasks: f.tasks,
+                    }
+                } else {
+                    runtime.tsqr_with(&a, self.tree(), p.explicit_q, options)?
+                };
                 let (report, tasks) = (f.report.clone(), f.tasks);
                 Ok((f, report, tasks))
             },

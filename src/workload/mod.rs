@@ -26,6 +26,8 @@ pub enum Algorithm {
     Cholesky,
     /// `A = Q·R` of a tall-skinny m×n matrix in one column of tiles.
     Tsqr,
+    /// `A = Q·R` of a general m×n matrix (m ≥ n) in square tiles.
+    Qr,
     /// Singular values (and vectors) of an m×n matrix: tall-skinny or randomized.
     Svd,
     /// A linear system or least-squares problem with several right-hand sides.
@@ -39,6 +41,7 @@ impl Algorithm {
             Algorithm::Gemm => "gemm",
             Algorithm::Cholesky => "cholesky",
             Algorithm::Tsqr => "tsqr",
+            Algorithm::Qr => "qr",
             Algorithm::Svd => "svd",
             Algorithm::Solve => "solve",
         }
@@ -155,7 +158,7 @@ impl Remote {
 /// What a workload measured. Field names are part of the CLI's JSON output.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadReport {
-    /// `gemm`, `cholesky`, `tsqr`, `svd` or `solve`.
+    /// `gemm`, `cholesky`, `tsqr`, `qr`, `svd` or `solve`.
     pub algorithm: Algorithm,
     /// See [`Workload::n`].
     pub n: usize,
@@ -237,7 +240,9 @@ impl Workload {
         Ok(match self.algorithm {
             Algorithm::Gemm => gemm_plan(square(m, k)?, square(k, self.n)?, 1.0, None)?.dag,
             Algorithm::Cholesky => cholesky_plan(square(self.n, self.n)?)?.dag,
-            Algorithm::Tsqr | Algorithm::Svd | Algorithm::Solve => self.factor_graph()?,
+            Algorithm::Tsqr | Algorithm::Qr | Algorithm::Svd | Algorithm::Solve => {
+                self.factor_graph()?
+            }
         })
     }
 
@@ -273,7 +278,7 @@ impl Workload {
         match self.algorithm {
             Algorithm::Gemm => self.gemm(&runtime, &options, m, k),
             Algorithm::Cholesky => self.cholesky(&runtime, &options),
-            Algorithm::Tsqr => self.tsqr(&runtime, &options),
+            Algorithm::Tsqr | Algorithm::Qr => self.tsqr(&runtime, &options),
             Algorithm::Svd => self.svd(&runtime, &options),
             Algorithm::Solve => self.solve(&runtime, &options),
         }

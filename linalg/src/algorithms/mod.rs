@@ -4,6 +4,7 @@
 
 pub mod cholesky;
 pub mod gemm;
+pub mod qr;
 pub mod solve;
 pub mod svd;
 pub mod tsqr;

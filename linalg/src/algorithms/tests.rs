@@ -401,3 +401,57 @@ fn least_squares_names_a_rank_deficient_column() {
     let err = lstsq_plan(TileLayout::new(5, 9, 5, 9).unwrap(), 8, 2).unwrap_err();
     assert!(err.to_string().contains("at least as many rows"), "{err}");
 }
+
+#[test]
+fn tiled_qr_factors_general_matrices_and_applies_q() {
+    // (rows, cols, tile): ragged tiles, one tile, square, tall.
+    for &(m, n, tile) in &[
+        (300, 170, 64),
+        (100, 100, 32),
+        (50, 20, 64),
+        (260, 100, 100),
+        (129, 128, 32),
+    ] {
+        let a = random(m, n, 41);
+        let b = random(m, 3, 42);
+        let plan = crate::qr_plan(
+            TileLayout::square_tiles(m, n, tile).unwrap(),
+            true,
+            Some(TileLayout::new(m, 3, tile, tile).unwrap()),
+        )
+        .unwrap();
+        for backend in backends() {
+            let mut given = inputs(&plan.a, &a);
+            given.extend(inputs(plan.b.as_ref().unwrap(), &b));
+            let values = execute_serial(&plan.dag, given, backend).unwrap();
+            let (q, r) = (
+                gather(plan.q.as_ref().unwrap(), &values),
+                gather(&plan.r, &values),
+            );
+            let what = format!("{m}×{n} tile {tile}");
+            assert!(orthogonality(&q) < 1e-13, "{what}: {}", orthogonality(&q));
+            assert!(
+                norm((&a - &q.dot(&r)).view()) / norm(a.view()) < 1e-14 * m as f64,
+                "{what}"
+            );
+            for j in 0..n {
+                for i in j + 1..n {
+                    assert_eq!(r[[i, j]], 0.0, "{what}: R not upper triangular");
+                }
+            }
+            // The first n rows of Qᵀ·B equal (thin Q)ᵀ·B.
+            let qtb = gather(plan.qtb.as_ref().unwrap(), &values);
+            let expected = q.t().dot(&b);
+            let top = qtb.slice(s![..n, ..]).to_owned();
+            assert!(
+                norm((&top - &expected).view()) < 1e-12 * norm(b.view()),
+                "{what}"
+            );
+            // And Q is orthogonal on all of B: ‖QᵀB‖ = ‖B‖.
+            assert!((norm(qtb.view()) - norm(b.view())).abs() < 1e-12 * norm(b.view()));
+        }
+    }
+    let err =
+        crate::qr_plan(TileLayout::square_tiles(10, 20, 4).unwrap(), false, None).unwrap_err();
+    assert!(err.to_string().contains("at least as many rows"), "{err}");
+}

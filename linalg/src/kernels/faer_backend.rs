@@ -350,6 +350,58 @@ fn qr(par: Par, mut a: Tile, explicit_q: bool) -> (Tile, Option<Tile>) {
     (r, q)
 }
 
+/// Householder QR of `a` in place, keeping the factored form: `a` ends with
+/// `R` on and above the diagonal and the reflectors below; the returned
+/// block factor (`block × k`) completes them.
+pub(crate) fn qr_factored(a: &mut Tile) -> Tile {
+    let (m, n) = a.dim();
+    let k = m.min(n);
+    if k == 0 {
+        return tile::zeros(1, 0);
+    }
+    let block = qr_factor::recommended_block_size::<f64>(m, n).clamp(1, k);
+    let mut coeff = tile::zeros(block, k);
+    let scratch = qr_factor::qr_in_place_scratch::<f64>(m, n, block, Par::Seq, Default::default());
+    let mut buffer = MemBuffer::new(scratch);
+    let mut view = a.view_mut();
+    qr_factor::qr_in_place(
+        mat_mut(&mut view),
+        mat_mut(&mut coeff.view_mut()),
+        Par::Seq,
+        MemStack::new(&mut buffer),
+        Default::default(),
+    );
+    coeff
+}
+
+/// `B ← Qᵀ·B` (`transpose`) or `B ← Q·B` for the `Q` of a factored form
+/// from [`qr_factored`]; `B` has as many rows as the factored matrix.
+pub(crate) fn qr_apply(factored: &Tile, coeff: &Tile, b: &mut Tile, transpose: bool) {
+    let (m, n) = factored.dim();
+    let k = m.min(n);
+    if k == 0 || b.ncols() == 0 {
+        return;
+    }
+    let basis = factored.slice(s![.., ..k]);
+    let block = coeff.nrows().max(1);
+    let scratch = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
+        m,
+        block,
+        b.ncols(),
+    );
+    let mut buffer = MemBuffer::new(scratch);
+    let stack = MemStack::new(&mut buffer);
+    let mut target = b.view_mut();
+    let coeff = coeff.view();
+    let (basis, coeff, target) = (mat_ref(&basis), mat_ref(&coeff), mat_mut(&mut target));
+    let apply = if transpose {
+        householder::apply_block_householder_sequence_transpose_on_the_left_in_place_with_conj
+    } else {
+        householder::apply_block_householder_sequence_on_the_left_in_place_with_conj
+    };
+    apply(basis, coeff, Conj::No, target, Par::Seq, stack);
+}
+
 fn svd(par: Par, a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {
     let (m, n) = a.dim();
     let k = m.min(n);

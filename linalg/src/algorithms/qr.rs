@@ -1,0 +1,238 @@
+//! Tile Householder QR of a general `m × n` matrix (`m ≥ n`) in square tiles,
+//! as PLASMA formulates it: at step `k` the diagonal tile is factored
+//! (GEQRT) and its `Qᵀ` applied along its tile row (ORMQR); then each tile
+//! below is eliminated against the running `R` (TSQRT) and the pair of tile
+//! rows updated (TSMQR). Every kernel is a Householder QR or the application
+//! of one, so the factorization is backward stable for any input. The same
+//! updates applied to extra tiles give `Qᵀ·B`, and applied in reverse to the
+//! identity give the explicit thin `Q`.
+
+use wukong_dag::{Dag, DagBuilder, DataId};
+
+use super::{TileMap, dim32};
+use crate::error::shape_mismatch;
+use crate::{LinalgError, TileLayout, TileOp};
+
+/// The graph of a tiled QR.
+#[derive(Debug)]
+pub struct QrPlan {
+    /// The graph.
+    pub dag: Dag<TileOp>,
+    /// Input tiles of `A`.
+    pub a: TileMap,
+    /// Tiles of `R` (`n × n`, square tiles; `None` below the diagonal).
+    pub r: TileMap,
+    /// Tiles of the thin `Q` (`m × n`, laid out like `A`), when asked for.
+    pub q: Option<TileMap>,
+    /// Input tiles of `B`, when `Qᵀ·B` was asked for.
+    pub b: Option<TileMap>,
+    /// Tiles of `Qᵀ·B` (`m × r`, laid out like `B`).
+    pub qtb: Option<TileMap>,
+}
+
+/// One factorization: which tile rows it covers and its factored form.
+struct Step {
+    /// Tile row of the running `R` (the diagonal tile's row).
+    k: usize,
+    /// The eliminated tile row (`k` itself for GEQRT).
+    i: usize,
+    f: DataId,
+    c: DataId,
+    rows: usize,
+    reflectors: usize,
+}
+
+/// Emits `Q·X` or `Qᵀ·X` of one factorization on the tiles of `x` in
+/// columns `from..`, updating `x` in place.
+fn apply(
+    builder: &mut DagBuilder<TileOp>,
+    step: &Step,
+    x: &mut TileMap,
+    from: usize,
+    transpose: bool,
+) {
+    let layout = x.layout;
+    for j in from..layout.grid().1 {
+        let mut reads = vec![step.f, step.c];
+        let mut rows = vec![step.k];
+        if step.i != step.k {
+            rows.push(step.i);
+        }
+        let Some(tiles) = rows
+            .iter()
+            .map(|&r| x.get(r, j))
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        reads.extend(&tiles);
+        let writes: Vec<DataId> = rows
+            .iter()
+            .map(|&r| builder.data(layout.tile_bytes(r, j)))
+            .collect();
+        builder.task(
+            TileOp::HouseApply {
+                rows: step.rows as u64,
+                cols: dim32(layout.cols_of(j)),
+                k: dim32(step.reflectors),
+                parts: dim32(rows.len()),
+                transpose,
+                at: [dim32(step.i), dim32(j), dim32(step.k)],
+            },
+            &reads,
+            &writes,
+        );
+        for (&r, &item) in rows.iter().zip(&writes) {
+            x.set(r, j, item);
+        }
+    }
+}
+
+/// Plans `A = Q·R` for `A` with at least as many rows as columns in square
+/// tiles; with `explicit_q` the thin `Q` too, and with `rhs` (laid out in
+/// the same row tiles as `A`) `Qᵀ·B`.
+pub fn qr_plan(
+    a: TileLayout,
+    explicit_q: bool,
+    rhs: Option<TileLayout>,
+) -> Result<QrPlan, LinalgError> {
+    // Square tiles; a single column of tiles may be taller than wide.
+    if a.tile_rows() != a.tile_cols() && (a.grid().1 > 1 || a.tile_rows() < a.tile_cols()) {
+        return Err(shape_mismatch(
+            "qr",
+            format!(
+                "tiles must be square, they are {}×{}",
+                a.tile_rows(),
+                a.tile_cols()
+            ),
+        ));
+    }
+    if a.rows() < a.cols() {
+        return Err(shape_mismatch(
+            "qr",
+            format!(
+                "A is {}×{}: tiled QR needs at least as many rows as columns (factor Aᵀ for a wide matrix)",
+                a.rows(),
+                a.cols()
+            ),
+        ));
+    }
+    if let Some(b) = rhs {
+        if b.rows() != a.rows() || b.tile_rows() != a.tile_rows() {
+            return Err(shape_mismatch(
+                "qr",
+                format!(
+                    "B is {}×{} in {}-row tiles; it needs A's {} rows in {}-row tiles",
+                    b.rows(),
+                    b.cols(),
+                    b.tile_rows(),
+                    a.rows(),
+                    a.tile_rows()
+                ),
+            ));
+        }
+    }
+    let mut builder = DagBuilder::new();
+    let a_map = TileMap::inputs(&mut builder, a);
+    let b_map = rhs.map(|b| TileMap::inputs(&mut builder, b));
+    let mut x = a_map.clone();
+    let mut qtb = b_map.clone();
+    let (mt, nt) = a.grid();
+    let r_layout = TileLayout::square_tiles(a.cols(), a.cols(), a.tile_cols())?;
+    let mut r_map = TileMap::new(r_layout);
+    let mut steps = Vec::new();
+    let bytes = |r: usize, c: usize| (r * c * 8) as u64;
+    for k in 0..nt {
+        let cols = a.cols_of(k);
+        let mut running: Option<(DataId, usize)> = None;
+        for i in k..mt {
+            let Some(tile) = x.get(i, k) else { continue };
+            let mut reads = Vec::new();
+            let mut rows = a.rows_of(i);
+            if let Some((r, r_rows)) = running {
+                reads.push(r);
+                rows += r_rows;
+            }
+            reads.push(tile);
+            let reflectors = rows.min(cols);
+            let (f, c, r) = (
+                builder.data(bytes(rows, cols)),
+                builder.data(bytes(16, reflectors)),
+                builder.data(bytes(reflectors, cols)),
+            );
+            builder.task(
+                TileOp::HouseQr {
+                    rows: rows as u64,
+                    cols: dim32(cols),
+                    parts: dim32(reads.len()),
+                    at: [dim32(i), dim32(k)],
+                },
+                &reads,
+                &[f, c, r],
+            );
+            let step = Step {
+                k,
+                i,
+                f,
+                c,
+                rows,
+                reflectors,
+            };
+            apply(&mut builder, &step, &mut x, k + 1, true);
+            if let Some(b) = qtb.as_mut() {
+                apply(&mut builder, &step, b, 0, true);
+            }
+            steps.push(step);
+            running = Some((r, reflectors));
+        }
+        if let Some((r, _)) = running {
+            r_map.set(k, k, r);
+        }
+        for j in k + 1..nt {
+            if let Some(item) = x.get(k, j) {
+                r_map.set(k, j, item);
+            }
+        }
+    }
+    let q = if explicit_q {
+        // Q = Q₀·Q₁·… applied to the first n columns of the identity.
+        let mut e = TileMap::new(a);
+        for i in 0..mt {
+            for j in 0..nt {
+                let item = builder.data(a.tile_bytes(i, j));
+                let offset = a.row_offset(i) as i64 - a.col_offset(j) as i64;
+                builder.task(
+                    TileOp::Eye {
+                        dims: [dim32(a.rows_of(i)), dim32(a.cols_of(j))],
+                        offset,
+                    },
+                    &[],
+                    &[item],
+                );
+                e.set(i, j, item);
+            }
+        }
+        for step in steps.iter().rev() {
+            apply(&mut builder, step, &mut e, step.k, false);
+        }
+        Some(e)
+    } else {
+        None
+    };
+    for map in [Some(&r_map), q.as_ref(), qtb.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        for item in map.items.iter().flatten() {
+            builder.output(*item);
+        }
+    }
+    Ok(QrPlan {
+        dag: builder.build()?,
+        a: a_map,
+        r: r_map,
+        q,
+        b: b_map,
+        qtb,
+    })
+}
