@@ -8,9 +8,9 @@ use ndarray::{Array2, s};
 use wukong_dag::DataId;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
-    BlockMatrix, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose, Tree, Triangle,
-    V, cholesky_solve_plan, lstsq_plan, qr_plan, randomized_svd_plan, tall_svd_plan, tile,
-    triangular_solve_plan, tsqr_plan,
+    BlockMatrix, Graph, Lazy, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose,
+    Tree, Triangle, V, cholesky_solve_plan, lstsq_plan, qr_plan, randomized_svd_plan,
+    tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
 };
 
 use crate::runtime::{assemble, tiles_of};
@@ -93,6 +93,24 @@ fn first_columns(matrix: BlockMatrix, cols: usize) -> Result<BlockMatrix, Error>
 }
 
 impl Runtime {
+    /// Runs a lazily composed graph (see [`Graph`]) once and returns each of
+    /// `results` as a matrix, in order, with the run's report. Intermediate
+    /// tiles are not results: they stay with the executors that use them.
+    pub fn compute(
+        &self,
+        graph: &Graph,
+        results: &[&Lazy],
+        options: &RunOptions<'_>,
+    ) -> Result<(Vec<BlockMatrix>, RunReport), Error> {
+        let composed = graph.finish(results)?;
+        let inputs = composed.inputs.clone();
+        let (outputs, report) = self.run_graph(&composed.dag, inputs, options)?;
+        let matrices = (0..composed.outputs.len())
+            .map(|index| composed.assemble(index, &outputs))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((matrices, report))
+    }
+
     /// `A = Q·R` of a tall-skinny `A` held as one column of tiles, by TSQR
     /// with a binary reduction tree.
     pub fn tsqr(&self, a: &BlockMatrix) -> Result<(BlockMatrix, Array2<f64>), Error> {

@@ -223,6 +223,49 @@ fn least_squares_matches_the_normal_equations_answer() {
 }
 
 #[test]
+fn lazy_composition_runs_ridge_regression_as_one_graph() {
+    let (m, n, tile, lambda) = (300, 70, 32, 0.75);
+    let a = BlockMatrix::random(m, n, tile, tile, 21).unwrap();
+    let b = BlockMatrix::random(m, 2, tile, tile, 22).unwrap();
+    let (aw, bw) = (a.to_array(), b.to_array());
+    let mut normal = aw.t().dot(&aw);
+    for i in 0..n {
+        normal[[i, i]] += lambda;
+    }
+    let rhs = aw.t().dot(&bw);
+    let mut written = Vec::new();
+    for rt in runtimes() {
+        let graph = wukong::Graph::new();
+        let (la, lb) = (graph.input(&a).unwrap(), graph.input(&b).unwrap());
+        let gram = la.t().matmul(&la).unwrap().add_identity(lambda).unwrap();
+        let x = gram.cholesky_solve(&la.t().matmul(&lb).unwrap()).unwrap();
+        let (results, report) = rt.compute(&graph, &[&x], &Default::default()).unwrap();
+        let x = results[0].to_array();
+        assert_eq!(x.dim(), (n, 2));
+        let residual = &normal.dot(&x) - &rhs;
+        assert!(frobenius_norm(residual.view()) < 1e-12 * frobenius_norm(rhs.view()));
+        written.push((rt.scheduler(), rt.threads(), report.io.store_write_bytes));
+    }
+    // Intermediates (AᵀA, its factor, Aᵀb) are not results: the Wukong
+    // scheduler writes less of them than the numpywren-style one.
+    let wukong = written.iter().find(|w| w.0 == wukong::Scheduler::Wukong).unwrap();
+    let baseline = written.iter().find(|w| w.0 == wukong::Scheduler::Numpywren).unwrap();
+    assert!(wukong.2 < baseline.2, "{written:?}");
+
+    // Handles of two graphs do not mix, and a finished graph stays finished.
+    let (g1, g2) = (wukong::Graph::new(), wukong::Graph::new());
+    let (x1, x2) = (g1.input(&a).unwrap(), g2.input(&a).unwrap());
+    let err = x1.t().matmul(&x2).unwrap_err();
+    assert!(err.to_string().contains("another graph"), "{err}");
+    let rt = Runtime::new().with_threads(2);
+    rt.compute(&g1, &[&x1], &Default::default()).unwrap();
+    let err = rt.compute(&g1, &[&x1], &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("already finished"), "{err}");
+    let err = x2.matmul(&x2).unwrap_err();
+    assert!(err.to_string().contains("shape mismatch"), "{err}");
+}
+
+#[test]
 fn bad_inputs_are_clear_errors() {
     let rt = Runtime::new().with_threads(2);
     let wide_tiles = BlockMatrix::random(100, 20, 32, 8, 1).unwrap();

@@ -144,12 +144,28 @@ pub enum TileOp {
         /// `[row, col, step]` of the updated tile.
         at: [u32; 3],
     },
+    /// `Σ scalesᵢ·op(Xᵢ) + shift·I` over its `terms` (0 to 2) input tiles,
+    /// with `I` the part of the identity this tile covers.
+    Combine {
+        /// Input tiles read.
+        terms: u32,
+        /// Factor of each input.
+        scales: [f64; 2],
+        /// Whether each input is read transposed.
+        trans: [Transpose; 2],
+        /// Multiple of the identity added.
+        shift: f64,
+        /// `[rows, cols]` of the result.
+        dims: [u32; 2],
+        /// Global row minus global column of the tile's first entry.
+        offset: i64,
+    },
     /// A tile of the identity matrix: ones where the global row equals the
     /// global column; reads nothing.
     Eye {
         /// `[rows, cols]`.
         dims: [u32; 2],
-        /// Global column minus global row of the tile's first entry.
+        /// Global row minus global column of the tile's first entry.
         offset: i64,
     },
     /// Least-squares finish: reads `[[R C]; …]`, the factor of a QR of
@@ -210,7 +226,9 @@ impl Operation for TileOp {
             TileOp::HouseApply { rows, cols, k, .. } => {
                 4.0 * rows as f64 * f64::from(cols) * f64::from(k)
             }
-            TileOp::Eye { dims: [r, c], .. } => f64::from(r) * f64::from(c),
+            TileOp::Eye { dims: [r, c], .. } | TileOp::Combine { dims: [r, c], .. } => {
+                f64::from(r) * f64::from(c)
+            }
             TileOp::Svd {
                 dims: [m, n],
                 vectors,
@@ -234,6 +252,7 @@ impl Operation for TileOp {
             TileOp::HouseQr { at: [i, j], .. } => format!("geqrt({i},{j})"),
             TileOp::HouseApply { at: [i, j, k], .. } => format!("ormqr({i},{j})@{k}"),
             TileOp::Eye { .. } => "eye".into(),
+            TileOp::Combine { .. } => "combine".into(),
         }
     }
 }
@@ -335,12 +354,44 @@ impl TileOp {
                 expect("eye", &inputs, 0)?;
                 let mut t = tile::zeros(rows as usize, cols as usize);
                 for r in 0..rows as usize {
-                    let c = r as i64 - offset;
+                    let c = r as i64 + offset;
                     if (0..i64::from(cols)).contains(&c) {
                         t[[r, c as usize]] = 1.0;
                     }
                 }
                 Ok(vec![t])
+            }
+            TileOp::Combine {
+                terms,
+                scales,
+                trans,
+                shift,
+                dims: [rows, cols],
+                offset,
+            } => {
+                expect("combine", &inputs, terms as usize)?;
+                let (rows, cols) = (rows as usize, cols as usize);
+                let mut out = tile::zeros(rows, cols);
+                for ((input, scale), t) in inputs.iter().zip(scales).zip(trans) {
+                    let view = match t {
+                        Transpose::No => input.view(),
+                        Transpose::Yes => input.t(),
+                    };
+                    if view.dim() != (rows, cols) {
+                        return Err(crate::error::shape_mismatch(
+                            "combine",
+                            format!("a {:?} tile where {rows}×{cols} was expected", view.dim()),
+                        ));
+                    }
+                    out.scaled_add(scale, &view);
+                }
+                for r in 0..rows {
+                    let c = r as i64 + offset;
+                    if shift != 0.0 && (0..cols as i64).contains(&c) {
+                        out[[r, c as usize]] += shift;
+                    }
+                }
+                Ok(vec![out])
             }
             _ => self.execute_one(backend, inputs).map(|tile| vec![tile]),
         }
@@ -441,7 +492,8 @@ impl TileOp {
             | TileOp::Svd { .. }
             | TileOp::HouseQr { .. }
             | TileOp::HouseApply { .. }
-            | TileOp::Eye { .. } => Err(LinalgError::WrongInputCount {
+            | TileOp::Eye { .. }
+            | TileOp::Combine { .. } => Err(LinalgError::WrongInputCount {
                 operation: "single-output kernel",
                 expected: 1,
                 got: self.num_outputs(),

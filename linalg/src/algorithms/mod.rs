@@ -24,7 +24,7 @@ pub struct TileMap {
 }
 
 impl TileMap {
-    fn new(layout: TileLayout) -> Self {
+    pub(crate) fn new(layout: TileLayout) -> Self {
         Self {
             layout,
             items: vec![None; layout.num_tiles()],
@@ -49,7 +49,7 @@ impl TileMap {
         }
     }
 
-    fn set(&mut self, i: usize, j: usize, data: DataId) {
+    pub(crate) fn set(&mut self, i: usize, j: usize, data: DataId) {
         let index = self.layout.tile_index(i, j);
         self.items[index] = Some(data);
     }
@@ -60,7 +60,7 @@ impl TileMap {
     }
 }
 
-fn dim32(value: usize) -> u32 {
+pub(crate) fn dim32(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
