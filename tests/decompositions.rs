@@ -248,8 +248,14 @@ fn lazy_composition_runs_ridge_regression_as_one_graph() {
     }
     // Intermediates (AᵀA, its factor, Aᵀb) are not results: the Wukong
     // scheduler writes less of them than the numpywren-style one.
-    let wukong = written.iter().find(|w| w.0 == wukong::Scheduler::Wukong).unwrap();
-    let baseline = written.iter().find(|w| w.0 == wukong::Scheduler::Numpywren).unwrap();
+    let wukong = written
+        .iter()
+        .find(|w| w.0 == wukong::Scheduler::Wukong)
+        .unwrap();
+    let baseline = written
+        .iter()
+        .find(|w| w.0 == wukong::Scheduler::Numpywren)
+        .unwrap();
     assert!(wukong.2 < baseline.2, "{written:?}");
 
     // Handles of two graphs do not mix, and a finished graph stays finished.

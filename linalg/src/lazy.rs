@@ -262,20 +262,11 @@ impl Lazy {
                 ));
             }
         }
-        for (what, value) in [
+        crate::algorithms::check_scalars(&[
             ("alpha", alpha),
             ("beta", other.map_or(0.0, |(_, b)| b)),
             ("shift", shift),
-        ] {
-            if !value.is_finite() {
-                return Err(LinalgError::NonFinite {
-                    matrix: what,
-                    row: 0,
-                    col: 0,
-                    value,
-                });
-            }
-        }
+        ])?;
         let mut state = self.state.borrow_mut();
         let mut out = TileMap::new(layout);
         let (rows, cols) = layout.grid();

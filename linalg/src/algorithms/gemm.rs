@@ -59,16 +59,7 @@ pub fn gemm_plan(
         ));
     }
     let out = TileLayout::new(a.rows(), b.cols(), a.tile_rows(), b.tile_cols())?;
-    for (what, value) in [("alpha", alpha), ("beta", c.map_or(0.0, |(_, beta)| beta))] {
-        if !value.is_finite() {
-            return Err(LinalgError::NonFinite {
-                matrix: what,
-                row: 0,
-                col: 0,
-                value,
-            });
-        }
-    }
+    super::check_scalars(&[("alpha", alpha), ("beta", c.map_or(0.0, |(_, beta)| beta))])?;
 
     let (grid_m, grid_k) = a.grid();
     let grid_n = b.grid().1;

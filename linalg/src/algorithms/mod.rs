@@ -60,6 +60,20 @@ impl TileMap {
     }
 }
 
+/// Fails with [`LinalgError::NonFinite`](crate::LinalgError::NonFinite) naming
+/// the first scalar that is NaN or infinite.
+pub(crate) fn check_scalars(scalars: &[(&'static str, f64)]) -> Result<(), crate::LinalgError> {
+    match scalars.iter().find(|(_, value)| !value.is_finite()) {
+        Some(&(what, value)) => Err(crate::LinalgError::NonFinite {
+            matrix: what,
+            row: 0,
+            col: 0,
+            value,
+        }),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn dim32(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
