@@ -561,25 +561,15 @@ pub fn cholesky_qr2(
     if a.nrows() < n || n == 0 {
         return Ok(None);
     }
-    let gram = |q: &Tile| -> Result<Tile, LinalgError> {
-        let mut g = tile::zeros(n, n);
-        backend.syrk(
-            Triangle::Lower,
-            Transpose::Yes,
-            1.0,
-            q.view(),
-            0.0,
-            g.view_mut(),
-        )?;
-        Ok(g)
+    // Row blocks small enough to stay in cache while each is solved and
+    // multiplied: two passes over A in all, none over a Q that is not kept.
+    let block = (CHOLQR_BLOCK_BYTES / (8 * n)).max(n);
+    let starts: Vec<usize> = (0..a.nrows()).step_by(block).collect();
+    let rows = |start: usize| start..(start + block).min(a.nrows());
+    let add_gram = |g: &mut Tile, q: ndarray::ArrayView2<'_, f64>| {
+        backend.gemm(Transpose::Yes, Transpose::No, 1.0, q, q, 1.0, g.view_mut())
     };
-    let mut l1 = gram(a)?;
-    if backend.potrf(l1.view_mut()).is_err() {
-        return Ok(None);
-    }
-    // Q₁ = A·L₁⁻ᵀ.
-    let mut q = tile::to_column_major(a.view());
-    let solve = |l: &Tile, q: &mut Tile| {
+    let solve = |l: &Tile, q: ndarray::ArrayViewMut2<'_, f64>| {
         backend.trsm(
             Side::Right,
             Triangle::Lower,
@@ -587,11 +577,31 @@ pub fn cholesky_qr2(
             Diagonal::NonUnit,
             1.0,
             l.view(),
-            q.view_mut(),
+            q,
         )
     };
-    solve(&l1, &mut q)?;
-    let mut l2 = gram(&q)?;
+    let mut l1 = tile::zeros(n, n);
+    for &start in &starts {
+        add_gram(&mut l1, a.slice(ndarray::s![rows(start), ..]))?;
+    }
+    if backend.potrf(l1.view_mut()).is_err() {
+        return Ok(None);
+    }
+    // Q₁ = A·L₁⁻ᵀ block by block, each block's Gram matrix added while it is
+    // in cache; Q₁ is kept only when Q is wanted.
+    let mut l2 = tile::zeros(n, n);
+    let mut q = explicit_q.then(|| tile::zeros(a.nrows(), n));
+    let mut scratch = tile::zeros(block.min(a.nrows()), n);
+    for &start in &starts {
+        let range = rows(start);
+        let mut target = match q.as_mut() {
+            Some(q) => q.slice_mut(ndarray::s![range.clone(), ..]),
+            None => scratch.slice_mut(ndarray::s![..range.len(), ..]),
+        };
+        target.assign(&a.slice(ndarray::s![range, ..]));
+        solve(&l1, target.view_mut())?;
+        add_gram(&mut l2, target.view())?;
+    }
     let mut departure = 0.0;
     for j in 0..n {
         for i in j..n {
@@ -616,12 +626,16 @@ pub fn cholesky_qr2(
         product.view_mut(),
     )?;
     let r = tile::to_column_major(product.t());
-    if !explicit_q {
-        return Ok(Some((r, None)));
+    if let Some(q) = q.as_mut() {
+        for &start in &starts {
+            solve(&l2, q.slice_mut(ndarray::s![rows(start), ..]))?;
+        }
     }
-    solve(&l2, &mut q)?;
-    Ok(Some((r, Some(q))))
+    Ok(Some((r, q)))
 }
+
+/// Row blocks of CholeskyQR2 hold about this many bytes (a core's L2 cache).
+const CHOLQR_BLOCK_BYTES: usize = 1 << 20;
 
 /// Tiles of the same width stacked vertically (the tile itself if only one).
 fn stack(inputs: Vec<Arc<Tile>>, cols: usize) -> Result<Tile, LinalgError> {
