@@ -258,6 +258,19 @@ fn lazy_composition_runs_ridge_regression_as_one_graph() {
         .unwrap();
     assert!(wukong.2 < baseline.2, "{written:?}");
 
+    // Least squares composed from TSQR's Q and R: x = R⁻¹·(Qᵀ·b).
+    let tall = BlockMatrix::random(500, 12, 64, 12, 23).unwrap();
+    let rhs = BlockMatrix::random(500, 2, 64, 2, 24).unwrap();
+    let graph = wukong::Graph::new();
+    let (lt, lr) = (graph.input(&tall).unwrap(), graph.input(&rhs).unwrap());
+    let (q, r) = lt.tsqr(3, true).unwrap();
+    let qtb = q.unwrap().t().matmul(&lr).unwrap();
+    let x = r.solve_triangular(Triangle::Upper, &qtb).unwrap();
+    let rt = Runtime::new().with_threads(2);
+    let (composed, _) = rt.compute(&graph, &[&x], &Default::default()).unwrap();
+    let direct = rt.lstsq(&tall, &rhs, 2, &Default::default()).unwrap().x;
+    assert!(relative_difference(&composed[0].to_array(), &direct.to_array()) < 1e-12);
+
     // Handles of two graphs do not mix, and a finished graph stays finished.
     let (g1, g2) = (wukong::Graph::new(), wukong::Graph::new());
     let (x1, x2) = (g1.input(&a).unwrap(), g2.input(&a).unwrap());

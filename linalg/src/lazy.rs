@@ -408,6 +408,41 @@ impl Lazy {
         Ok(self.with(x))
     }
 
+    /// `A = Q·R` of this tall-skinny matrix (one column of tiles) by TSQR
+    /// with reduction `tree`: `(Q, R)`, `Q` only with `explicit_q`, `R` as
+    /// one `min(m, n) × n` tile.
+    pub fn tsqr(
+        &self,
+        tree: impl Into<crate::Tree>,
+        explicit_q: bool,
+    ) -> Result<(Option<Lazy>, Lazy), LinalgError> {
+        let m = self.materialized()?;
+        let layout = m.map.layout;
+        let tree = tree.into();
+        crate::algorithms::tsqr::check_tall("tsqr", layout, tree.arity)?;
+        let mut state = self.state.borrow_mut();
+        let tsqr = crate::algorithms::tsqr::TsqrTree::emit(
+            &mut state.builder,
+            &crate::algorithms::tsqr::column_tiles(&m.map),
+            layout.cols(),
+            tree,
+            explicit_q,
+        );
+        let (r, k) = tsqr.r();
+        let r_layout = TileLayout::new(k, layout.cols(), k.max(1), layout.cols())?;
+        let mut r_map = TileMap::new(r_layout);
+        r_map.set(0, 0, r);
+        let q = if explicit_q {
+            let tiles = tsqr.emit_q(&mut state.builder, None);
+            let q_layout = TileLayout::new(layout.rows(), k, layout.tile_rows(), k.max(1))?;
+            Some(self.with(TileMap::full(q_layout, &tiles)))
+        } else {
+            None
+        };
+        drop(state);
+        Ok((q, self.with(r_map)))
+    }
+
     /// `X` solving `self·X = B` for this symmetric positive-definite matrix:
     /// its Cholesky factor and two triangular solves, in the same graph.
     pub fn cholesky_solve(&self, b: &Lazy) -> Result<Lazy, LinalgError> {

@@ -42,7 +42,7 @@ impl TileMap {
     }
 
     /// A map in which every tile is present, from items in row-major tile order.
-    fn full(layout: TileLayout, items: &[DataId]) -> Self {
+    pub(crate) fn full(layout: TileLayout, items: &[DataId]) -> Self {
         Self {
             layout,
             items: items.iter().copied().map(Some).collect(),
