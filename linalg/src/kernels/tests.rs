@@ -96,6 +96,38 @@ fn gemm_matches_a_direct_product() {
 }
 
 #[test]
+fn gemm_with_a_large_transposed_a_and_a_narrow_b() {
+    // Sizes where faer computes Cᵀ = op(B)ᵀ·A instead (m ≥ 256 > n).
+    for backend in backends() {
+        for trans_b in [Transpose::No, Transpose::Yes] {
+            for (beta, column_major) in [(0.0, true), (0.5, false)] {
+                let a = random(90, 300, 1, column_major);
+                let b = op(&random(90, 17, 2, true), trans_b);
+                let mut c = random(300, 17, 3, column_major);
+                let mut expected = &naive_product(&a.t().to_owned(), &op(&b, trans_b)) * 1.5;
+                expected.scaled_add(beta, &c);
+                backend
+                    .gemm(
+                        Transpose::Yes,
+                        trans_b,
+                        1.5,
+                        a.view(),
+                        b.view(),
+                        beta,
+                        c.view_mut(),
+                    )
+                    .unwrap();
+                assert_close(
+                    &c,
+                    &expected,
+                    &format!("{:?} {trans_b:?} β={beta}", backend.kind()),
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn syrk_updates_one_triangle_only() {
     for backend in backends() {
         for (s, &n) in SIZES.iter().enumerate() {
