@@ -271,6 +271,16 @@ fn lazy_composition_runs_ridge_regression_as_one_graph() {
     let direct = rt.lstsq(&tall, &rhs, 2, &Default::default()).unwrap().x;
     assert!(relative_difference(&composed[0].to_array(), &direct.to_array()) < 1e-12);
 
+    // Tile QR inside a composed graph: Q·R, computed in the same graph, is A.
+    let graph = wukong::Graph::new();
+    let la = graph.input(&a).unwrap();
+    let (q, r) = la.qr(true).unwrap();
+    let product = q.unwrap().matmul(&r).unwrap();
+    let (results, _) = rt
+        .compute(&graph, &[&product], &Default::default())
+        .unwrap();
+    assert!(relative_difference(&results[0].to_array(), &aw) < 1e-13);
+
     // Handles of two graphs do not mix, and a finished graph stays finished.
     let (g1, g2) = (wukong::Graph::new(), wukong::Graph::new());
     let (x1, x2) = (g1.input(&a).unwrap(), g2.input(&a).unwrap());

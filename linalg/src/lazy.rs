@@ -443,6 +443,19 @@ impl Lazy {
         Ok((q, self.with(r_map)))
     }
 
+    /// `A = Q·R` of this matrix (at least as many rows as columns, square
+    /// tiles) by tile Householder QR: `(Q, R)`, the thin `Q` only with
+    /// `explicit_q`, `R` in square tiles.
+    pub fn qr(&self, explicit_q: bool) -> Result<(Option<Lazy>, Lazy), LinalgError> {
+        let m = self.materialized()?;
+        crate::algorithms::qr::check_qr(m.map.layout, None)?;
+        let (r, q, _) = {
+            let mut state = self.state.borrow_mut();
+            crate::algorithms::qr::emit_qr(&mut state.builder, &m.map, explicit_q, None)?
+        };
+        Ok((q.map(|q| self.with(q)), self.with(r)))
+    }
+
     /// `X` solving `self·X = B` for this symmetric positive-definite matrix:
     /// its Cholesky factor and two triangular solves, in the same graph.
     pub fn cholesky_solve(&self, b: &Lazy) -> Result<Lazy, LinalgError> {

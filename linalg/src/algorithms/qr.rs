@@ -88,55 +88,20 @@ fn apply(
     }
 }
 
-/// Plans `A = Q·R` for `A` with at least as many rows as columns in square
-/// tiles; with `explicit_q` the thin `Q` too, and with `rhs` (laid out in
-/// the same row tiles as `A`) `Qᵀ·B`.
-pub fn qr_plan(
-    a: TileLayout,
+/// The tiles of `R`, of the thin `Q` (with `explicit_q`) and of `Qᵀ·B`.
+pub(crate) type QrTiles = (TileMap, Option<TileMap>, Option<TileMap>);
+
+/// Emits the tile QR of `a_map` (checked by [`check_qr`]), with `Q` and
+/// `Qᵀ·B` on request.
+pub(crate) fn emit_qr(
+    builder: &mut DagBuilder<TileOp>,
+    a_map: &TileMap,
     explicit_q: bool,
-    rhs: Option<TileLayout>,
-) -> Result<QrPlan, LinalgError> {
-    // Square tiles; a single column of tiles may be taller than wide.
-    if a.tile_rows() != a.tile_cols() && (a.grid().1 > 1 || a.tile_rows() < a.tile_cols()) {
-        return Err(shape_mismatch(
-            "qr",
-            format!(
-                "tiles must be square, they are {}×{}",
-                a.tile_rows(),
-                a.tile_cols()
-            ),
-        ));
-    }
-    if a.rows() < a.cols() {
-        return Err(shape_mismatch(
-            "qr",
-            format!(
-                "A is {}×{}: tiled QR needs at least as many rows as columns (factor Aᵀ for a wide matrix)",
-                a.rows(),
-                a.cols()
-            ),
-        ));
-    }
-    if let Some(b) = rhs {
-        if b.rows() != a.rows() || b.tile_rows() != a.tile_rows() {
-            return Err(shape_mismatch(
-                "qr",
-                format!(
-                    "B is {}×{} in {}-row tiles; it needs A's {} rows in {}-row tiles",
-                    b.rows(),
-                    b.cols(),
-                    b.tile_rows(),
-                    a.rows(),
-                    a.tile_rows()
-                ),
-            ));
-        }
-    }
-    let mut builder = DagBuilder::new();
-    let a_map = TileMap::inputs(&mut builder, a);
-    let b_map = rhs.map(|b| TileMap::inputs(&mut builder, b));
+    b_map: Option<&TileMap>,
+) -> Result<QrTiles, LinalgError> {
+    let a = a_map.layout;
     let mut x = a_map.clone();
-    let mut qtb = b_map.clone();
+    let mut qtb = b_map.cloned();
     let (mt, nt) = a.grid();
     let r_layout = TileLayout::square_tiles(a.cols(), a.cols(), a.tile_cols())?;
     let mut r_map = TileMap::new(r_layout);
@@ -178,9 +143,9 @@ pub fn qr_plan(
                 rows,
                 reflectors,
             };
-            apply(&mut builder, &step, &mut x, k + 1, true);
+            apply(builder, &step, &mut x, k + 1, true);
             if let Some(b) = qtb.as_mut() {
-                apply(&mut builder, &step, b, 0, true);
+                apply(builder, &step, b, 0, true);
             }
             steps.push(step);
             running = Some((r, reflectors));
@@ -213,12 +178,69 @@ pub fn qr_plan(
             }
         }
         for step in steps.iter().rev() {
-            apply(&mut builder, step, &mut e, step.k, false);
+            apply(builder, step, &mut e, step.k, false);
         }
         Some(e)
     } else {
         None
     };
+    Ok((r_map, q, qtb))
+}
+
+/// Checks that tile QR applies to `a` (and `B`, when given).
+pub(crate) fn check_qr(a: TileLayout, rhs: Option<TileLayout>) -> Result<(), LinalgError> {
+    // Square tiles; a single column of tiles may be taller than wide.
+    if a.tile_rows() != a.tile_cols() && (a.grid().1 > 1 || a.tile_rows() < a.tile_cols()) {
+        return Err(shape_mismatch(
+            "qr",
+            format!(
+                "tiles must be square, they are {}×{}",
+                a.tile_rows(),
+                a.tile_cols()
+            ),
+        ));
+    }
+    if a.rows() < a.cols() {
+        return Err(shape_mismatch(
+            "qr",
+            format!(
+                "A is {}×{}: tiled QR needs at least as many rows as columns (factor Aᵀ for a wide matrix)",
+                a.rows(),
+                a.cols()
+            ),
+        ));
+    }
+    if let Some(b) = rhs {
+        if b.rows() != a.rows() || b.tile_rows() != a.tile_rows() {
+            return Err(shape_mismatch(
+                "qr",
+                format!(
+                    "B is {}×{} in {}-row tiles; it needs A's {} rows in {}-row tiles",
+                    b.rows(),
+                    b.cols(),
+                    b.tile_rows(),
+                    a.rows(),
+                    a.tile_rows()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Plans `A = Q·R` for `A` with at least as many rows as columns in square
+/// tiles; with `explicit_q` the thin `Q` too, and with `rhs` (laid out in
+/// the same row tiles as `A`) `Qᵀ·B`.
+pub fn qr_plan(
+    a: TileLayout,
+    explicit_q: bool,
+    rhs: Option<TileLayout>,
+) -> Result<QrPlan, LinalgError> {
+    check_qr(a, rhs)?;
+    let mut builder = DagBuilder::new();
+    let a_map = TileMap::inputs(&mut builder, a);
+    let b_map = rhs.map(|b| TileMap::inputs(&mut builder, b));
+    let (r_map, q, qtb) = emit_qr(&mut builder, &a_map, explicit_q, b_map.as_ref())?;
     for map in [Some(&r_map), q.as_ref(), qtb.as_ref()]
         .into_iter()
         .flatten()
