@@ -74,7 +74,7 @@ fn take(outputs: &mut HashMap<DataId, Arc<Tile>>, item: DataId) -> Result<Tile, 
         expected: 1,
         got: 0,
     })?;
-    Ok(Arc::try_unwrap(tile).unwrap_or_else(|shared| tile::to_column_major(shared.view())))
+    Ok(tile::unshared(tile))
 }
 
 /// The first `cols` columns of a one-column tile matrix.

@@ -6,8 +6,8 @@ use wukong_executor::{
     Engine, EngineConfig, ExecError, Kernels, RunOptions, RunReport, Scheduler, Stores,
 };
 use wukong_linalg::{
-    BackendKind, BlockMatrix, LinalgError, Tile, TileBackend, TileLayout, TileMap, TileOp,
-    cholesky_plan, gemm_plan, tile,
+    BackendKind, BlockMatrix, LinalgError, Tile, TileBackend, TileMap, TileOp, cholesky_plan,
+    gemm_plan,
 };
 use wukong_storage::StorageError;
 
@@ -376,21 +376,10 @@ pub(crate) fn assemble(
     map: &TileMap,
     outputs: &mut HashMap<DataId, Arc<Tile>>,
 ) -> Result<BlockMatrix, Error> {
-    let layout: TileLayout = map.layout;
-    let mut zeros: HashMap<(usize, usize), Arc<Tile>> = HashMap::new();
-    let grid_cols = layout.grid().1;
-    let mut tiles = Vec::with_capacity(layout.num_tiles());
-    for (index, item) in map.items.iter().enumerate() {
-        let shape = layout.tile_shape(index / grid_cols, index % grid_cols);
-        let tile = match item.and_then(|d| outputs.remove(&d)) {
-            Some(tile) => tile,
-            None => Arc::clone(
-                zeros
-                    .entry(shape)
-                    .or_insert_with(|| Arc::new(tile::zeros(shape.0, shape.1))),
-            ),
-        };
-        tiles.push(tile);
+    let matrix = map.assemble(outputs)?;
+    // The caller's map no longer holds these tiles, so they are not shared.
+    for item in map.items.iter().flatten() {
+        outputs.remove(item);
     }
-    Ok(BlockMatrix::from_tiles(layout, tiles)?)
+    Ok(matrix)
 }

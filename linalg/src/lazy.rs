@@ -84,23 +84,7 @@ impl Composed {
                 expected: self.outputs.len(),
                 got: index,
             })?;
-        let layout = map.layout;
-        let tiles = map
-            .items
-            .iter()
-            .enumerate()
-            .map(|(t, item)| {
-                let (i, j) = (t / layout.grid().1, t % layout.grid().1);
-                match item.and_then(|d| values.get(&d)) {
-                    Some(tile) => Arc::clone(tile),
-                    None => {
-                        let (r, c) = layout.tile_shape(i, j);
-                        Arc::new(crate::tile::zeros(r, c))
-                    }
-                }
-            })
-            .collect();
-        BlockMatrix::from_tiles(layout, tiles)
+        map.assemble(values)
     }
 }
 

@@ -5,7 +5,7 @@ use wukong_dag::Operation;
 
 use crate::LinalgError;
 use crate::kernels::{Diagonal, Side, TileBackend, Transpose, Triangle};
-use crate::tile::{self, Tile};
+use crate::tile::{self, Tile, unshared as take};
 
 /// How the QR of a tall tile is computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -257,11 +257,6 @@ impl Operation for TileOp {
     }
 }
 
-/// The tile itself when nobody else holds it (no copy), else a copy.
-fn take(tile: Arc<Tile>) -> Tile {
-    Arc::try_unwrap(tile).unwrap_or_else(|shared| tile::to_column_major(shared.view()))
-}
-
 fn expect(
     operation: &'static str,
     inputs: &[Arc<Tile>],
@@ -331,14 +326,8 @@ impl TileOp {
                 expect("tile qr", &inputs, parts as usize)?;
                 let mut stacked = stack(inputs, cols as usize)?;
                 let coeff = crate::kernels::qr_factored(&mut stacked);
-                let (m, n) = stacked.dim();
-                let k = m.min(n);
-                let mut r = tile::zeros(k, n);
-                for j in 0..n {
-                    for i in 0..k.min(j + 1) {
-                        r[[i, j]] = stacked[[i, j]];
-                    }
-                }
+                let k = stacked.nrows().min(stacked.ncols());
+                let r = tile::upper_rows(stacked.view(), k);
                 Ok(vec![stacked, coeff, r])
             }
             TileOp::HouseApply {

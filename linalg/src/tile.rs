@@ -17,6 +17,23 @@ pub fn to_column_major(view: ArrayView2<'_, f64>) -> Tile {
     tile
 }
 
+/// The tile itself when nobody else holds it (no copy), else a copy.
+pub fn unshared(tile: std::sync::Arc<Tile>) -> Tile {
+    std::sync::Arc::try_unwrap(tile).unwrap_or_else(|shared| to_column_major(shared.view()))
+}
+
+/// The upper triangle of the first `k` rows of `a` (zeros below the
+/// diagonal): the `R` a Householder QR leaves in place.
+pub fn upper_rows(a: ArrayView2<'_, f64>, k: usize) -> Tile {
+    let mut r = zeros(k, a.ncols());
+    for j in 0..a.ncols() {
+        for i in 0..k.min(j + 1) {
+            r[[i, j]] = a[[i, j]];
+        }
+    }
+    r
+}
+
 /// Whether every value is finite, in a form the compiler vectorises: `x·0` is
 /// zero for finite `x` and NaN for NaN or ±∞, and NaN survives any sum.
 pub fn all_finite(values: &[f64]) -> bool {

@@ -343,13 +343,14 @@ impl Workload {
         let (m, n, p) = (self.rows(), self.n, &self.params);
         let kernels = runtime.kernels();
         let threads = self.threads;
+        // Sketch width l = rank + oversampling, capped by the matrix.
+        let l = self.randomized().sketch_width(TileLayout::new(m, n, m, n)?);
         let (a, flops) = match p.svd {
             SvdKind::Tall => (
                 BlockMatrix::random(m, n, self.tile, n, self.seed)?,
                 qr_flops(m, n) * if p.vectors { 2.0 } else { 1.0 },
             ),
             SvdKind::Randomized => {
-                let l = self.randomized().sketch_width(TileLayout::new(m, n, 1, 1)?);
                 let products = (2 + 2 * p.power_iterations) as f64 * 2.0 * (m * n * l) as f64;
                 let orth = (p.power_iterations + 1) as f64 * qr_flops(m, l) * 2.0
                     + (p.power_iterations + 1) as f64 * qr_flops(n, l) * 2.0;
@@ -362,10 +363,7 @@ impl Workload {
         let whole = a.to_array();
         let omega_seed = self.seed.wrapping_add(7);
         let omega = match p.svd {
-            SvdKind::Randomized => {
-                let l = self.randomized().sketch_width(a.layout());
-                Some(BlockMatrix::random(n, l, n, l, omega_seed)?.to_array())
-            }
+            SvdKind::Randomized => Some(BlockMatrix::random(n, l, n, l, omega_seed)?.to_array()),
             SvdKind::Tall => None,
         };
         let (mut timings, tasks, factors, reference) = self.measure(

@@ -54,6 +54,32 @@ impl TileMap {
         self.items[index] = Some(data);
     }
 
+    /// The matrix these tiles form, from the values of a run; tiles the map
+    /// leaves out are zero and share one allocation per shape.
+    pub fn assemble(
+        &self,
+        values: &std::collections::HashMap<DataId, std::sync::Arc<crate::Tile>>,
+    ) -> Result<crate::BlockMatrix, crate::LinalgError> {
+        let layout = self.layout;
+        let mut zeros = std::collections::HashMap::new();
+        let grid_cols = layout.grid().1;
+        let tiles = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| match item.and_then(|d| values.get(&d)) {
+                Some(tile) => std::sync::Arc::clone(tile),
+                None => {
+                    let shape = layout.tile_shape(index / grid_cols, index % grid_cols);
+                    std::sync::Arc::clone(zeros.entry(shape).or_insert_with(|| {
+                        std::sync::Arc::new(crate::tile::zeros(shape.0, shape.1))
+                    }))
+                }
+            })
+            .collect();
+        crate::BlockMatrix::from_tiles(layout, tiles)
+    }
+
     /// Data item of tile `(i, j)`.
     pub fn get(&self, i: usize, j: usize) -> Option<DataId> {
         self.items[self.layout.tile_index(i, j)]

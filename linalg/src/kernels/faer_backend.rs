@@ -318,51 +318,14 @@ fn qr(par: Par, mut a: Tile, explicit_q: bool) -> (Tile, Option<Tile>) {
     if k == 0 {
         return (tile::zeros(k, n), explicit_q.then(|| tile::zeros(m, k)));
     }
-    let block = qr_factor::recommended_block_size::<f64>(m, n).clamp(1, k);
-    let mut coeff = tile::zeros(block, k);
-    {
-        let scratch = qr_factor::qr_in_place_scratch::<f64>(m, n, block, par, Default::default())
-            .or(
-                householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
-                    m, block, k,
-                ),
-            );
-        let mut buffer = MemBuffer::new(scratch);
-        let stack = MemStack::new(&mut buffer);
-        let mut view = a.view_mut();
-        qr_factor::qr_in_place(
-            mat_mut(&mut view),
-            mat_mut(&mut coeff.view_mut()),
-            par,
-            stack,
-            Default::default(),
-        );
-    }
-    let mut r = tile::zeros(k, n);
-    for j in 0..n {
-        for i in 0..=j.min(k - 1) {
-            r[[i, j]] = a[[i, j]];
-        }
-    }
+    let coeff = factor(par, &mut a);
+    let r = tile::upper_rows(a.view(), k);
     let q = explicit_q.then(|| {
         let mut q = tile::zeros(m, k);
         for i in 0..k {
             q[[i, i]] = 1.0;
         }
-        let scratch = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<
-            f64,
-        >(m, block, k);
-        let mut buffer = MemBuffer::new(scratch);
-        let stack = MemStack::new(&mut buffer);
-        let basis = a.view();
-        householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
-            mat_ref(&basis),
-            mat_ref(&coeff.view()),
-            Conj::No,
-            mat_mut(&mut q.view_mut()),
-            par,
-            stack,
-        );
+        apply(par, &a, &coeff, &mut q, false);
         q
     });
     (r, q)
@@ -372,6 +335,10 @@ fn qr(par: Par, mut a: Tile, explicit_q: bool) -> (Tile, Option<Tile>) {
 /// `R` on and above the diagonal and the reflectors below; the returned
 /// block factor (`block × k`) completes them.
 pub(crate) fn qr_factored(a: &mut Tile) -> Tile {
+    factor(Par::Seq, a)
+}
+
+fn factor(par: Par, a: &mut Tile) -> Tile {
     let (m, n) = a.dim();
     let k = m.min(n);
     if k == 0 {
@@ -379,13 +346,13 @@ pub(crate) fn qr_factored(a: &mut Tile) -> Tile {
     }
     let block = qr_factor::recommended_block_size::<f64>(m, n).clamp(1, k);
     let mut coeff = tile::zeros(block, k);
-    let scratch = qr_factor::qr_in_place_scratch::<f64>(m, n, block, Par::Seq, Default::default());
+    let scratch = qr_factor::qr_in_place_scratch::<f64>(m, n, block, par, Default::default());
     let mut buffer = MemBuffer::new(scratch);
     let mut view = a.view_mut();
     qr_factor::qr_in_place(
         mat_mut(&mut view),
         mat_mut(&mut coeff.view_mut()),
-        Par::Seq,
+        par,
         MemStack::new(&mut buffer),
         Default::default(),
     );
@@ -395,6 +362,10 @@ pub(crate) fn qr_factored(a: &mut Tile) -> Tile {
 /// `B ← Qᵀ·B` (`transpose`) or `B ← Q·B` for the `Q` of a factored form
 /// from [`qr_factored`]; `B` has as many rows as the factored matrix.
 pub(crate) fn qr_apply(factored: &Tile, coeff: &Tile, b: &mut Tile, transpose: bool) {
+    apply(Par::Seq, factored, coeff, b, transpose);
+}
+
+fn apply(par: Par, factored: &Tile, coeff: &Tile, b: &mut Tile, transpose: bool) {
     let (m, n) = factored.dim();
     let k = m.min(n);
     if k == 0 || b.ncols() == 0 {
@@ -412,12 +383,12 @@ pub(crate) fn qr_apply(factored: &Tile, coeff: &Tile, b: &mut Tile, transpose: b
     let mut target = b.view_mut();
     let coeff = coeff.view();
     let (basis, coeff, target) = (mat_ref(&basis), mat_ref(&coeff), mat_mut(&mut target));
-    let apply = if transpose {
+    let sequence = if transpose {
         householder::apply_block_householder_sequence_transpose_on_the_left_in_place_with_conj
     } else {
         householder::apply_block_householder_sequence_on_the_left_in_place_with_conj
     };
-    apply(basis, coeff, Conj::No, target, Par::Seq, stack);
+    sequence(basis, coeff, Conj::No, target, par, stack);
 }
 
 fn svd(par: Par, a: Tile, vectors: bool) -> Result<SvdParts, LinalgError> {

@@ -309,12 +309,7 @@ fn dgeqrf(mut a: Tile, explicit_q: bool) -> Result<(Tile, Option<Tile>), LinalgE
     }
     let layout = lapack_layout(&a, "qr")?;
     let tau = f64::householder(layout, slice_of(&mut a)?).map_err(|e| lapack_failure("qr", e))?;
-    let mut r = tile::zeros(k, n);
-    for j in 0..n {
-        for i in 0..=j.min(k - 1) {
-            r[[i, j]] = a[[i, j]];
-        }
-    }
+    let r = tile::upper_rows(a.view(), k);
     if !explicit_q {
         return Ok((r, None));
     }
