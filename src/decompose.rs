@@ -9,8 +9,8 @@ use wukong_dag::DataId;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
     BlockMatrix, Graph, Lazy, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose,
-    Tree, Triangle, V, cholesky_solve_plan, lstsq_plan, qr_plan, randomized_svd_plan,
-    tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
+    Tree, Triangle, V, cholesky_solve_plan, full_svd_plan, lstsq_plan, qr_plan,
+    randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
 };
 
 use crate::runtime::{assemble, tiles_of};
@@ -245,6 +245,42 @@ impl Runtime {
             inputs.extend(tiles_of(map, &omega));
         }
         self.run_svd(&plan, inputs, settings.rank, options)
+    }
+
+    /// The full SVD of `A` in square tiles through its tile reduction to band
+    /// form (bandwidth: the tile size), then the band's SVD in one task:
+    /// values by bulge chasing to bidiagonal form, vectors by a dense SVD of
+    /// the band and the reduction's reflectors applied to its vectors. A wide
+    /// `A` is factored as `Aᵀ = V·Σ·Uᵀ`.
+    pub fn svd_full(
+        &self,
+        a: &BlockMatrix,
+        vectors: bool,
+        options: &RunOptions<'_>,
+    ) -> Result<SvdFactors, Error> {
+        let (m, n) = a.shape();
+        if m >= n {
+            let plan = full_svd_plan(a.layout(), vectors)?;
+            a.check_finite("A")?;
+            return self.run_svd(&plan, tiles_of(&plan.a, a), plan.k, options);
+        }
+        let layout = a.layout();
+        let flipped = TileLayout::new(n, m, layout.tile_cols(), layout.tile_rows())?;
+        let plan = full_svd_plan(flipped, vectors)?;
+        a.check_finite("A")?;
+        let at = BlockMatrix::from_fn(flipped, |i, j, _| tile::to_column_major(a.tile(j, i).t()));
+        let f = self.run_svd(&plan, tiles_of(&plan.a, &at), plan.k, options)?;
+        // Aᵀ = U'·Σ·V'ᵀ gives A = V'·Σ·U'ᵀ.
+        let u = match f.vt {
+            Some(vt) => Some(BlockMatrix::from_array(
+                vt.t(),
+                layout.tile_rows(),
+                layout.tile_rows(),
+            )?),
+            None => None,
+        };
+        let vt = f.u.map(|u| tile::to_column_major(u.to_array().t()));
+        Ok(SvdFactors { u, vt, ..f })
     }
 
     fn run_svd(

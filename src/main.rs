@@ -73,7 +73,7 @@ enum AlgorithmArg {
     Tsqr,
     /// A = Q·R of a general matrix (--m ≥ --n) by tile Householder QR (--q for Q).
     Qr,
-    /// Singular values (and vectors with --vectors): --svd tall or randomized.
+    /// Singular values (and vectors with --vectors): --svd tall, randomized or full.
     Svd,
     /// A solve with --rhs right-hand sides: --solve triangular, cholesky or lstsq.
     Solve,
@@ -93,6 +93,8 @@ enum SvdArg {
     Tall,
     /// Randomized truncated SVD (--rank, --oversampling, --power).
     Randomized,
+    /// Full SVD of any matrix: tile QR/LQ reduction to band form (bandwidth --tile), then the band's SVD
+    Full,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -383,6 +385,7 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
             svd: match args.svd {
                 SvdArg::Tall => SvdKind::Tall,
                 SvdArg::Randomized => SvdKind::Randomized,
+                SvdArg::Full => SvdKind::Full,
             },
             vectors: args.vectors,
             rank: args.rank,

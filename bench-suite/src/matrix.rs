@@ -133,8 +133,11 @@ impl Entry {
             svd: match self.svd.as_deref() {
                 None | Some("tall") => SvdKind::Tall,
                 Some("randomized") => SvdKind::Randomized,
+                Some("full") => SvdKind::Full,
                 Some(other) => {
-                    return Err(format!("unknown svd {other:?}: use tall or randomized"));
+                    return Err(format!(
+                        "unknown svd {other:?}: use tall, randomized or full"
+                    ));
                 }
             },
             vectors: self.vectors.unwrap_or(defaults.vectors),

@@ -45,7 +45,9 @@ pub use algorithms::cholesky::{CholeskyPlan, cholesky_flops, cholesky_plan, chol
 pub use algorithms::gemm::{GemmPlan, gemm_flops, gemm_plan};
 pub use algorithms::qr::{QrPlan, qr_plan};
 pub use algorithms::solve::{SolvePlan, cholesky_solve_plan, lstsq_plan, triangular_solve_plan};
-pub use algorithms::svd::{RandomizedSvd, SvdPlan, V, randomized_svd_plan, tall_svd_plan};
+pub use algorithms::svd::{
+    RandomizedSvd, SvdPlan, V, full_svd_plan, randomized_svd_plan, tall_svd_plan,
+};
 pub use algorithms::tsqr::{Tree, TsqrPlan, tsqr_plan};
 pub use algorithms::{TileMap, execute_serial};
 pub use block::BlockMatrix;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use wukong_dag::Operation;
 
 use crate::LinalgError;
+use crate::kernels::band::{Band, bidiagonal_singular_values};
 use crate::kernels::{Diagonal, Side, TileBackend, Transpose, Triangle};
 use crate::tile::{self, Tile, unshared as take};
 
@@ -115,7 +116,9 @@ pub enum TileOp {
     /// kept in factored form for [`TileOp::HouseApply`]: writes `[F, C, R]`,
     /// the factored stack (reflectors below the diagonal), its block factor
     /// and `R` (`min(rows, cols) × cols`, upper). Tile QR's GEQRT (one part)
-    /// and TSQRT (`R` above a tile).
+    /// and TSQRT (`R` above a tile). With `lq` the last input (a tile of the
+    /// matrix) is read transposed, which makes this the LQ of its rows; `F`,
+    /// `C` and `R` stay in the transposed orientation (`R = Lᵀ`).
     HouseQr {
         /// Rows of the stack.
         rows: u64,
@@ -123,6 +126,8 @@ pub enum TileOp {
         cols: u32,
         /// Number of inputs.
         parts: u32,
+        /// LQ: the matrix tile is read transposed.
+        lq: bool,
         /// `[row, col]` of the tile being eliminated.
         at: [u32; 2],
     },
@@ -130,6 +135,8 @@ pub enum TileOp {
     /// the stack of its `parts` tiles: reads `[F, C, B₁, …]`, writes the
     /// updated `[B₁', …]`. When the stack is taller than `F`, only the top
     /// rows of `B₁` take part (those facing the `R` that was factored).
+    /// With `lq` the `B`s are read and written transposed: `B ← B·Q`
+    /// (`transpose`) or `B ← B·Qᵀ` for the `Q` of an LQ.
     HouseApply {
         /// Rows of `F`.
         rows: u64,
@@ -141,6 +148,8 @@ pub enum TileOp {
         parts: u32,
         /// `Qᵀ·B` rather than `Q·B`.
         transpose: bool,
+        /// The `B`s are read and written transposed.
+        lq: bool,
         /// `[row, col, step]` of the updated tile.
         at: [u32; 3],
     },
@@ -178,6 +187,29 @@ pub enum TileOp {
         n: u32,
         /// Columns of `B`.
         rhs: u32,
+    },
+    /// SVD of an `n × n` upper band matrix of bandwidth `band` given by its
+    /// tiles: reads `[R₀, L₀ᵀ, R₁, L₁ᵀ, …, R_last]`, the upper-triangular
+    /// diagonal tiles and the transposes of the lower-triangular tiles right
+    /// of them (as [`TileOp::HouseQr`] with `lq` leaves them). Writes `[s]`
+    /// (a column, largest first) or with `vectors` `[s, U…, V…]`: the tiles
+    /// of `U_B` laid out in `rows × n` with square tiles of `band` (rows past
+    /// `n` zero), then those of `V_B` in `n × n`, row by row.
+    ///
+    /// Values only: the band is reduced to bidiagonal form by bulge chasing
+    /// and the bidiagonal's values found by shifted QR sweeps, `O(n²·band)`
+    /// flops. With vectors: a dense SVD of the band. The task is the only one
+    /// running at that point of the graph and uses every core of its
+    /// executor.
+    BandSvd {
+        /// Rows of the whole matrix (tiles of `U`).
+        rows: u64,
+        /// Order of the band matrix.
+        n: u32,
+        /// Bandwidth, the tile size.
+        band: u32,
+        /// Whether `U` and `V` are formed.
+        vectors: bool,
     },
     /// Thin SVD of one tile `A = U·diag(s)·Vᵀ`; reads `[A]`, writes `[s]`
     /// (a column) or with `vectors` `[U, s, Vᵀ]`.
@@ -229,6 +261,16 @@ impl Operation for TileOp {
             TileOp::Eye { dims: [r, c], .. } | TileOp::Combine { dims: [r, c], .. } => {
                 f64::from(r) * f64::from(c)
             }
+            TileOp::BandSvd {
+                n, band, vectors, ..
+            } => {
+                let (n, b) = (f64::from(n), f64::from(band));
+                if vectors {
+                    n.powi(3) * (4.0 - 4.0 / 3.0) * 3.0
+                } else {
+                    12.0 * n * n * b
+                }
+            }
             TileOp::Svd {
                 dims: [m, n],
                 vectors,
@@ -249,8 +291,19 @@ impl Operation for TileOp {
             TileOp::Qr { at: [l, i], .. } => format!("qr({l},{i})"),
             TileOp::Svd { .. } => "svd".into(),
             TileOp::SolveR { .. } => "solve_r".into(),
-            TileOp::HouseQr { at: [i, j], .. } => format!("geqrt({i},{j})"),
-            TileOp::HouseApply { at: [i, j, k], .. } => format!("ormqr({i},{j})@{k}"),
+            TileOp::HouseQr {
+                at: [i, j],
+                lq: false,
+                ..
+            } => format!("geqrt({i},{j})"),
+            TileOp::HouseQr { at: [i, j], .. } => format!("gelqt({j},{i})"),
+            TileOp::HouseApply {
+                at: [i, j, k],
+                lq: false,
+                ..
+            } => format!("ormqr({i},{j})@{k}"),
+            TileOp::HouseApply { at: [i, j, k], .. } => format!("ormlq({j},{i})@{k}"),
+            TileOp::BandSvd { .. } => "band_svd".into(),
             TileOp::Eye { .. } => "eye".into(),
             TileOp::Combine { .. } => "combine".into(),
         }
@@ -284,6 +337,16 @@ impl TileOp {
             TileOp::Svd { vectors: true, .. } => 3,
             TileOp::HouseQr { .. } => 3,
             TileOp::HouseApply { parts, .. } => parts as usize,
+            TileOp::BandSvd {
+                vectors: true,
+                rows,
+                n,
+                band,
+            } => {
+                let tiles = |len: u64| len.div_ceil(u64::from(band.max(1))) as usize;
+                let nt = tiles(u64::from(n));
+                1 + tiles(rows) * nt + nt * nt
+            }
             _ => 1,
         }
     }
@@ -322,8 +385,16 @@ impl TileOp {
                     _ => vec![s],
                 })
             }
-            TileOp::HouseQr { cols, parts, .. } => {
+            TileOp::HouseQr {
+                cols, parts, lq, ..
+            } => {
                 expect("tile qr", &inputs, parts as usize)?;
+                let mut inputs = inputs;
+                if lq {
+                    if let Some(last) = inputs.last_mut() {
+                        *last = Arc::new(tile::to_column_major(last.t()));
+                    }
+                }
                 let mut stacked = stack(inputs, cols as usize)?;
                 let coeff = crate::kernels::qr_factored(&mut stacked);
                 let k = stacked.nrows().min(stacked.ncols());
@@ -331,11 +402,41 @@ impl TileOp {
                 Ok(vec![stacked, coeff, r])
             }
             TileOp::HouseApply {
-                parts, transpose, ..
+                parts,
+                transpose,
+                lq,
+                ..
             } => {
                 expect("tile qr update", &inputs, parts as usize + 2)?;
-                house_apply(inputs, transpose)
+                if !lq {
+                    return house_apply(inputs, transpose);
+                }
+                let flipped = inputs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| match i {
+                        0 | 1 => t,
+                        _ => Arc::new(tile::to_column_major(t.t())),
+                    })
+                    .collect();
+                Ok(house_apply(flipped, transpose)?
+                    .into_iter()
+                    .map(|t| tile::to_column_major(t.t()))
+                    .collect())
             }
+            TileOp::BandSvd {
+                rows,
+                n,
+                band,
+                vectors,
+            } => band_svd(
+                backend,
+                &inputs,
+                rows as usize,
+                n as usize,
+                band as usize,
+                vectors,
+            ),
             TileOp::Eye {
                 dims: [rows, cols],
                 offset,
@@ -481,6 +582,7 @@ impl TileOp {
             | TileOp::Svd { .. }
             | TileOp::HouseQr { .. }
             | TileOp::HouseApply { .. }
+            | TileOp::BandSvd { .. }
             | TileOp::Eye { .. }
             | TileOp::Combine { .. } => Err(LinalgError::WrongInputCount {
                 operation: "single-output kernel",
@@ -703,6 +805,113 @@ fn house_apply(mut inputs: Vec<Arc<Tile>>, transpose: bool) -> Result<Vec<Tile>,
             stacked.slice(ndarray::s![row..row + part.nrows(), ..]),
         ));
         row += part.nrows();
+    }
+    Ok(out)
+}
+
+/// The band matrix `[R₀, L₀ᵀ, R₁, …]` describes (see [`TileOp::BandSvd`]).
+fn gather_band(inputs: &[Arc<Tile>], n: usize, b: usize) -> Result<Band, LinalgError> {
+    let nt = n.div_ceil(b);
+    expect("band svd", inputs, (2 * nt).saturating_sub(1))?;
+    let mut band = Band::zeros(n, b);
+    for (index, part) in inputs.iter().enumerate() {
+        let k = index / 2;
+        let (row0, col0) = (k * b, (k + index % 2) * b);
+        let width = b.min(n - col0);
+        // R: upper triangle of the diagonal tile; Lᵀ: upper triangle of the
+        // transposed tile right of it (L's entry (r, c) is Lᵀ's (c, r)).
+        let (want_rows, want_cols) = match index % 2 {
+            0 => (width, width),
+            _ => (width, b.min(n - row0)),
+        };
+        if part.nrows() > want_rows || part.ncols() != want_cols {
+            return Err(crate::error::shape_mismatch(
+                "band svd",
+                format!(
+                    "band part {index} is {}×{}, expected at most {want_rows}×{want_cols}",
+                    part.nrows(),
+                    part.ncols()
+                ),
+            ));
+        }
+        for c in 0..part.ncols() {
+            for r in 0..part.nrows().min(c + 1) {
+                let v = part[[r, c]];
+                if index % 2 == 0 {
+                    band.set(row0 + r, col0 + c, v);
+                } else {
+                    band.set(row0 + c, col0 + r, v);
+                }
+            }
+        }
+    }
+    if let Some((row, col, value)) = band.first_non_finite() {
+        return Err(LinalgError::NonFinite {
+            matrix: "band form of A",
+            row,
+            col,
+            value,
+        });
+    }
+    Ok(band)
+}
+
+/// [`TileOp::BandSvd`].
+fn band_svd(
+    backend: &dyn TileBackend,
+    inputs: &[Arc<Tile>],
+    rows: usize,
+    n: usize,
+    b: usize,
+    vectors: bool,
+) -> Result<Vec<Tile>, LinalgError> {
+    let b = b.max(1);
+    let band = gather_band(inputs, n, b)?;
+    let column = |s: Vec<f64>| {
+        Tile::from_shape_vec((s.len(), 1), s)
+            .map_err(|e| crate::error::shape_mismatch("band svd", format!("singular values: {e}")))
+    };
+    if !vectors {
+        let (d, e) = band.into_bidiagonal();
+        return Ok(vec![column(bidiagonal_singular_values(d, e)?)?]);
+    }
+    let mut dense = tile::zeros(n, n);
+    for r in 0..n {
+        for c in r..n.min(r + b + 1) {
+            dense[[r, c]] = band.get(r, c);
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let parts = backend.svd_whole(dense, threads, true)?;
+    let (Some(u), Some(vt)) = (parts.u, parts.vt) else {
+        return Err(LinalgError::NoConvergence {
+            operation: "band svd",
+            detail: "the dense SVD returned no vectors".into(),
+        });
+    };
+    let mut out = vec![column(parts.s)?];
+    let (mt, nt) = (rows.div_ceil(b), n.div_ceil(b));
+    for i in 0..mt {
+        for j in 0..nt {
+            let (r0, c0) = (i * b, j * b);
+            let (h, w) = (b.min(rows - r0), b.min(n - c0));
+            let mut t = tile::zeros(h, w);
+            if r0 < n {
+                let live = h.min(n - r0);
+                t.slice_mut(ndarray::s![..live, ..])
+                    .assign(&u.slice(ndarray::s![r0..r0 + live, c0..c0 + w]));
+            }
+            out.push(t);
+        }
+    }
+    for i in 0..nt {
+        for j in 0..nt {
+            let (r0, c0) = (i * b, j * b);
+            let (h, w) = (b.min(n - r0), b.min(n - c0));
+            out.push(tile::to_column_major(
+                vt.slice(ndarray::s![c0..c0 + w, r0..r0 + h]).t(),
+            ));
+        }
     }
     Ok(out)
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
     BlockMatrix, Diagonal, LinalgError, QrMethod, RandomizedSvd, Side, SvdParts, TileBackend,
-    TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, lstsq_plan, qr_plan,
+    TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, full_svd_plan, lstsq_plan, qr_plan,
     randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
 };
 
@@ -24,6 +24,8 @@ pub enum SvdKind {
     Tall,
     /// Randomized truncated, of any matrix.
     Randomized,
+    /// Full, of any matrix: tile reduction to band form, then the band's SVD.
+    Full,
 }
 
 /// Which system the `solve` workload solves.
@@ -228,6 +230,10 @@ impl Workload {
             (Algorithm::Svd, SvdKind::Randomized, _) => {
                 randomized_svd_plan(square(m, n)?, self.randomized(), p.vectors)?.dag
             }
+            // A wide matrix is factored transposed.
+            (Algorithm::Svd, SvdKind::Full, _) => {
+                full_svd_plan(square(m.max(n), m.min(n))?, p.vectors)?.dag
+            }
             (_, _, SolveKind::Triangular) => {
                 triangular_solve_plan(
                     square(n, n)?,
@@ -359,17 +365,27 @@ impl Workload {
                     products + orth,
                 )
             }
+            SvdKind::Full => {
+                // LAPACK's count for the bidiagonal reduction, tripled with vectors.
+                let (big, small) = (m.max(n) as f64, m.min(n) as f64);
+                let reduce = 4.0 * big * small * small - 4.0 * small.powi(3) / 3.0;
+                (
+                    BlockMatrix::random(m, n, self.tile, self.tile, self.seed)?,
+                    reduce * if p.vectors { 3.0 } else { 1.0 },
+                )
+            }
         };
         let whole = a.to_array();
         let omega_seed = self.seed.wrapping_add(7);
         let omega = match p.svd {
             SvdKind::Randomized => Some(BlockMatrix::random(n, l, n, l, omega_seed)?.to_array()),
-            SvdKind::Tall => None,
+            SvdKind::Tall | SvdKind::Full => None,
         };
         let (mut timings, tasks, factors, reference) = self.measure(
             || {
                 let f = match p.svd {
                     SvdKind::Tall => runtime.svd_tall(&a, self.tree(), p.vectors, options)?,
+                    SvdKind::Full => runtime.svd_full(&a, p.vectors, options)?,
                     SvdKind::Randomized => runtime.randomized_svd(
                         &a,
                         self.randomized(),
@@ -405,7 +421,9 @@ impl Workload {
             }
             _ => value_error(&factors.s, &reference.s),
         };
-        if let (Some(u), Some(vt), SvdKind::Tall) = (&reference.u, &reference.vt, p.svd) {
+        if let (Some(u), Some(vt), SvdKind::Tall | SvdKind::Full) =
+            (&reference.u, &reference.vt, p.svd)
+        {
             timings.reference_residual =
                 Some(svd_residual(kernels, &whole, u, &reference.s, vt, threads)?);
         }

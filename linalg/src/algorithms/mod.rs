@@ -80,6 +80,29 @@ impl TileMap {
         crate::BlockMatrix::from_tiles(layout, tiles)
     }
 
+    /// The same items as the tiles of the transposed matrix (the tiles
+    /// themselves are not transposed: tile `(j, i)` of the result is the item
+    /// of tile `(i, j)`).
+    pub(crate) fn transposed(&self) -> Result<Self, crate::LinalgError> {
+        let layout = self.layout;
+        let flipped = TileLayout::new(
+            layout.cols(),
+            layout.rows(),
+            layout.tile_cols(),
+            layout.tile_rows(),
+        )?;
+        let mut map = Self::new(flipped);
+        let (rows, cols) = layout.grid();
+        for i in 0..rows {
+            for j in 0..cols {
+                if let Some(item) = self.get(i, j) {
+                    map.set(j, i, item);
+                }
+            }
+        }
+        Ok(map)
+    }
+
     /// Data item of tile `(i, j)`.
     pub fn get(&self, i: usize, j: usize) -> Option<DataId> {
         self.items[self.layout.tile_index(i, j)]

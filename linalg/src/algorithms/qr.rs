@@ -31,7 +31,7 @@ pub struct QrPlan {
 }
 
 /// One factorization: which tile rows it covers and its factored form.
-struct Step {
+pub(crate) struct Step {
     /// Tile row of the running `R` (the diagonal tile's row).
     k: usize,
     /// The eliminated tile row (`k` itself for GEQRT).
@@ -43,13 +43,15 @@ struct Step {
 }
 
 /// Emits `Q·X` or `Qᵀ·X` of one factorization on the tiles of `x` in
-/// columns `from..`, updating `x` in place.
+/// columns `from..`, updating `x` in place. With `lq`, `x` is the transposed
+/// view of a matrix whose tiles are stored untransposed (an LQ's update).
 fn apply(
     builder: &mut DagBuilder<TileOp>,
     step: &Step,
     x: &mut TileMap,
     from: usize,
     transpose: bool,
+    lq: bool,
 ) {
     let layout = x.layout;
     for j in from..layout.grid().1 {
@@ -77,6 +79,7 @@ fn apply(
                 k: dim32(step.reflectors),
                 parts: dim32(rows.len()),
                 transpose,
+                lq,
                 at: [dim32(step.i), dim32(j), dim32(step.k)],
             },
             &reads,
@@ -86,6 +89,75 @@ fn apply(
             x.set(r, j, item);
         }
     }
+}
+
+/// Applies `steps` in reverse, untransposed, to every column of `x`: `Q·X`
+/// for the `Q` they factored.
+fn apply_back(builder: &mut DagBuilder<TileOp>, steps: &[Step], x: &mut TileMap) {
+    for step in steps.iter().rev() {
+        apply(builder, step, x, 0, false, false);
+    }
+}
+
+/// Emits the factorization of tile column `k` of `x` from tile row `first`
+/// down (GEQRT, then a TSQRT per tile below), applying each `Qᵀ` to the
+/// columns right of `k` and to every column of `extra`. Appends the
+/// factorizations to `steps` and returns the final `R` with its rows.
+fn emit_panel(
+    builder: &mut DagBuilder<TileOp>,
+    x: &mut TileMap,
+    k: usize,
+    first: usize,
+    lq: bool,
+    mut extra: Option<&mut TileMap>,
+    steps: &mut Vec<Step>,
+) -> Option<(DataId, usize)> {
+    let layout = x.layout;
+    let cols = layout.cols_of(k);
+    let bytes = |r: usize, c: usize| (r * c * 8) as u64;
+    let mut running: Option<(DataId, usize)> = None;
+    for i in first..layout.grid().0 {
+        let Some(tile) = x.get(i, k) else { continue };
+        let mut reads = Vec::new();
+        let mut rows = layout.rows_of(i);
+        if let Some((r, r_rows)) = running {
+            reads.push(r);
+            rows += r_rows;
+        }
+        reads.push(tile);
+        let reflectors = rows.min(cols);
+        let (f, c, r) = (
+            builder.data(bytes(rows, cols)),
+            builder.data(bytes(16, reflectors)),
+            builder.data(bytes(reflectors, cols)),
+        );
+        builder.task(
+            TileOp::HouseQr {
+                rows: rows as u64,
+                cols: dim32(cols),
+                parts: dim32(reads.len()),
+                lq,
+                at: [dim32(i), dim32(k)],
+            },
+            &reads,
+            &[f, c, r],
+        );
+        let step = Step {
+            k: first,
+            i,
+            f,
+            c,
+            rows,
+            reflectors,
+        };
+        apply(builder, &step, x, k + 1, true, lq);
+        if let Some(b) = extra.as_deref_mut() {
+            apply(builder, &step, b, 0, true, false);
+        }
+        steps.push(step);
+        running = Some((r, reflectors));
+    }
+    running
 }
 
 /// The tiles of `R`, of the thin `Q` (with `explicit_q`) and of `Qᵀ·B`.
@@ -106,51 +178,8 @@ pub(crate) fn emit_qr(
     let r_layout = TileLayout::square_tiles(a.cols(), a.cols(), a.tile_cols())?;
     let mut r_map = TileMap::new(r_layout);
     let mut steps = Vec::new();
-    let bytes = |r: usize, c: usize| (r * c * 8) as u64;
     for k in 0..nt {
-        let cols = a.cols_of(k);
-        let mut running: Option<(DataId, usize)> = None;
-        for i in k..mt {
-            let Some(tile) = x.get(i, k) else { continue };
-            let mut reads = Vec::new();
-            let mut rows = a.rows_of(i);
-            if let Some((r, r_rows)) = running {
-                reads.push(r);
-                rows += r_rows;
-            }
-            reads.push(tile);
-            let reflectors = rows.min(cols);
-            let (f, c, r) = (
-                builder.data(bytes(rows, cols)),
-                builder.data(bytes(16, reflectors)),
-                builder.data(bytes(reflectors, cols)),
-            );
-            builder.task(
-                TileOp::HouseQr {
-                    rows: rows as u64,
-                    cols: dim32(cols),
-                    parts: dim32(reads.len()),
-                    at: [dim32(i), dim32(k)],
-                },
-                &reads,
-                &[f, c, r],
-            );
-            let step = Step {
-                k,
-                i,
-                f,
-                c,
-                rows,
-                reflectors,
-            };
-            apply(builder, &step, &mut x, k + 1, true);
-            if let Some(b) = qtb.as_mut() {
-                apply(builder, &step, b, 0, true);
-            }
-            steps.push(step);
-            running = Some((r, reflectors));
-        }
-        if let Some((r, _)) = running {
+        if let Some((r, _)) = emit_panel(builder, &mut x, k, k, false, qtb.as_mut(), &mut steps) {
             r_map.set(k, k, r);
         }
         for j in k + 1..nt {
@@ -160,7 +189,9 @@ pub(crate) fn emit_qr(
         }
     }
     let q = if explicit_q {
-        // Q = Q₀·Q₁·… applied to the first n columns of the identity.
+        // Q = Q₀·Q₁·… applied to the first n columns of the identity; the
+        // columns left of a step's panel are still those of the identity
+        // there, which the step leaves alone.
         let mut e = TileMap::new(a);
         for i in 0..mt {
             for j in 0..nt {
@@ -178,13 +209,67 @@ pub(crate) fn emit_qr(
             }
         }
         for step in steps.iter().rev() {
-            apply(builder, step, &mut e, step.k, false);
+            apply(builder, step, &mut e, step.k, false, false);
         }
         Some(e)
     } else {
         None
     };
     Ok((r_map, q, qtb))
+}
+
+/// A matrix reduced to upper band form `B = Q_Lᵀ·A·Q_R` by alternating tile
+/// QR sweeps down a column and LQ sweeps along a row.
+pub(crate) struct BandForm {
+    /// `[R₀, L₀ᵀ, R₁, L₁ᵀ, …, R_last]`, as [`TileOp::BandSvd`] reads them.
+    pub parts: Vec<DataId>,
+    /// The factorizations of the QR sweeps (`Q_L = Q₀·Q₁·…`).
+    pub left: Vec<Step>,
+    /// Those of the LQ sweeps, on the transposed matrix (`Q_R`).
+    pub right: Vec<Step>,
+}
+
+/// Emits the reduction of `a_map` (`m ≥ n`, square tiles, checked by
+/// [`check_qr`]) to upper band form with the tile size as bandwidth: at step
+/// `k` a QR of tile column `k` (rows `k..`) and an LQ of tile row `k`
+/// (columns `k + 1..`), each applied to the rest of the matrix. The diagonal
+/// tiles end upper triangular and those right of them lower triangular.
+pub(crate) fn emit_band(
+    builder: &mut DagBuilder<TileOp>,
+    a_map: &TileMap,
+) -> Result<BandForm, LinalgError> {
+    let nt = a_map.layout.grid().1;
+    let mut x = a_map.clone();
+    let mut band = BandForm {
+        parts: Vec::new(),
+        left: Vec::new(),
+        right: Vec::new(),
+    };
+    let missing = || shape_mismatch("band reduction", "a panel has no tiles".into());
+    for k in 0..nt {
+        let (r, _) =
+            emit_panel(builder, &mut x, k, k, false, None, &mut band.left).ok_or_else(missing)?;
+        band.parts.push(r);
+        if k + 1 < nt {
+            let mut xt = x.transposed()?;
+            let (l, _) = emit_panel(builder, &mut xt, k, k + 1, true, None, &mut band.right)
+                .ok_or_else(missing)?;
+            band.parts.push(l);
+            x = xt.transposed()?;
+        }
+    }
+    Ok(band)
+}
+
+/// `Q_L·X` (`left`) or `Q_R·X` for the two sides of a band form, applied
+/// to every column of `x`.
+pub(crate) fn emit_band_back(
+    builder: &mut DagBuilder<TileOp>,
+    band: &BandForm,
+    x: &mut TileMap,
+    left: bool,
+) {
+    apply_back(builder, if left { &band.left } else { &band.right }, x);
 }
 
 /// Checks that tile QR applies to `a` (and `B`, when given).

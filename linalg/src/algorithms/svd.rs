@@ -7,10 +7,17 @@
 //!   with `l = rank + oversampling` columns, optional power iterations
 //!   `Y ← A·(Aᵀ·Y)` each re-orthonormalized by TSQR, `Q = orth(Y)`, then the
 //!   tall-skinny SVD of `Bᵀ = Aᵀ·Q` gives `A ≈ (Q·V_B)·Σ·U_Bᵀ`.
+//! * Full (`m ≥ n`, square tiles): tile QR and LQ sweeps reduce `A` to upper
+//!   band form `B = Q_Lᵀ·A·Q_R` with the tile size as bandwidth, all in
+//!   BLAS-3 tile tasks; one task then finds the band's singular values by
+//!   bulge chasing to bidiagonal form (`O(n²·b)`), or with vectors its dense
+//!   SVD `B = U_B·Σ·V_Bᵀ`, and `U = Q_L·U_B`, `V = Q_R·V_B` come from
+//!   applying the sweeps' reflectors to the tiles of `U_B` and `V_B`.
 
 use wukong_dag::{Dag, DagBuilder, DataId};
 
 use super::gemm::{Operand, emit_product};
+use super::qr::{check_qr, emit_band, emit_band_back};
 use super::tsqr::{Tree, TsqrTree, check_arity, column_tiles};
 use super::{TileMap, dim32};
 use crate::error::shape_mismatch;
@@ -104,6 +111,57 @@ pub fn tall_svd_plan(
         omega: None,
         s,
         k,
+        u,
+        v,
+    })
+}
+
+/// Plans the full SVD of `a` (at least as many rows as columns, square
+/// tiles) through its tile reduction to band form; the bandwidth is the tile
+/// size, which sets the cost of the serial second stage (`≈ 12·n²·b` flops).
+pub fn full_svd_plan(a: TileLayout, vectors: bool) -> Result<SvdPlan, LinalgError> {
+    check_qr(a, None).map_err(|e| match e {
+        LinalgError::ShapeMismatch { detail, .. } => shape_mismatch("svd", detail),
+        other => other,
+    })?;
+    let (n, b) = (a.cols(), a.tile_cols());
+    let mut builder = DagBuilder::new();
+    let a_map = TileMap::inputs(&mut builder, a);
+    let band = emit_band(&mut builder, &a_map)?;
+    let op = TileOp::BandSvd {
+        rows: a.rows() as u64,
+        n: dim32(n),
+        band: dim32(b),
+        vectors,
+    };
+    let outputs: Vec<DataId> = (0..op.num_outputs())
+        .map(|index| match index {
+            0 => builder.data((n * 8) as u64),
+            _ => builder.data((b * b * 8) as u64),
+        })
+        .collect();
+    builder.task(op, &band.parts, &outputs);
+    let s = outputs[0];
+    builder.output(s);
+    let (u, v) = if vectors {
+        let (mt, nt) = a.grid();
+        let mut u = TileMap::full(a, &outputs[1..1 + mt * nt]);
+        let mut v = TileMap::full(TileLayout::square_tiles(n, n, b)?, &outputs[1 + mt * nt..]);
+        emit_band_back(&mut builder, &band, &mut u, true);
+        emit_band_back(&mut builder, &band, &mut v, false);
+        for item in u.items.iter().chain(&v.items).flatten() {
+            builder.output(*item);
+        }
+        (Some(u), Some(V::Tiles(v)))
+    } else {
+        (None, None)
+    };
+    Ok(SvdPlan {
+        dag: builder.build()?,
+        a: a_map,
+        omega: None,
+        s,
+        k: n,
         u,
         v,
     })

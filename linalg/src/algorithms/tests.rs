@@ -12,8 +12,8 @@ use super::*;
 use crate::kernels::{Transpose, Triangle};
 use crate::{
     BackendKind, BlockMatrix, LinalgError, RandomizedSvd, Tile, TileBackend, V,
-    cholesky_solve_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan, triangular_solve_plan,
-    tsqr_plan,
+    cholesky_solve_plan, full_svd_plan, lstsq_plan, randomized_svd_plan, tall_svd_plan,
+    triangular_solve_plan, tsqr_plan,
 };
 
 fn backends() -> Vec<&'static dyn TileBackend> {
@@ -243,6 +243,89 @@ fn tall_svd_matches_the_whole_matrix_svd() {
             assert_values_match(&s2, &reference, &what);
         }
     }
+}
+
+#[test]
+fn full_svd_through_band_form_matches_the_whole_matrix_svd() {
+    // Square, tall, ragged last tiles, one tile, tiles of one column.
+    let cases = [
+        (90, 90, 16),
+        (75, 61, 16),
+        (130, 97, 32),
+        (40, 40, 64),
+        (23, 17, 1),
+    ];
+    for backend in backends() {
+        for &(m, n, tile) in &cases {
+            let a = random(m, n, 31);
+            let what = format!("{:?} {m}×{n} tile {tile}", backend.kind());
+            let reference = backend.svd_whole(a.clone(), 2, false).unwrap().s;
+            let layout = TileLayout::square_tiles(m, n, tile).unwrap();
+            let plan = full_svd_plan(layout, false).unwrap();
+            let values = execute_serial(&plan.dag, inputs(&plan.a, &a), backend).unwrap();
+            let s: Vec<f64> = values[&plan.s].iter().copied().collect();
+            assert_eq!(s.len(), n, "{what}");
+            assert_values_match(&s, &reference, &what);
+            let plan = full_svd_plan(layout, true).unwrap();
+            let values = execute_serial(&plan.dag, inputs(&plan.a, &a), backend).unwrap();
+            let s: Vec<f64> = values[&plan.s].iter().copied().collect();
+            assert_values_match(&s, &reference, &what);
+            let u = gather(plan.u.as_ref().unwrap(), &values);
+            let Some(V::Tiles(v)) = &plan.v else {
+                panic!("full SVD gives V in tiles")
+            };
+            check_svd(&a, &s, &u, &gather(v, &values), &what);
+        }
+    }
+}
+
+#[test]
+fn full_svd_of_graded_and_rank_deficient_matrices() {
+    // Singular values 2^-i (graded over 60 binades) and an exactly rank-5
+    // matrix: values below roundoff of σ₁ come out as roundoff.
+    let n = 60;
+    let (_, q1) = crate::kernels::FaerBackend
+        .qr_whole(random(n, n, 41), 1, true)
+        .unwrap();
+    let (_, q2) = crate::kernels::FaerBackend
+        .qr_whole(random(n, n, 42), 1, true)
+        .unwrap();
+    let (q1, q2) = (q1.unwrap(), q2.unwrap());
+    let sigma: Vec<f64> = (0..n).map(|i| 0.5f64.powi(i as i32)).collect();
+    let mut us = q1.clone();
+    for (mut column, &x) in us.columns_mut().into_iter().zip(&sigma) {
+        column.mapv_inplace(|v| v * x);
+    }
+    let graded = us.dot(&q2.t());
+    let low_rank = random(70, 5, 43).dot(&random(5, n, 44));
+    for backend in backends() {
+        let layout = TileLayout::square_tiles(n, n, 16).unwrap();
+        let plan = full_svd_plan(layout, false).unwrap();
+        let values = execute_serial(&plan.dag, inputs(&plan.a, &graded), backend).unwrap();
+        let s: Vec<f64> = values[&plan.s].iter().copied().collect();
+        assert_values_match(&s, &sigma, "graded");
+        let layout = TileLayout::square_tiles(70, n, 16).unwrap();
+        let plan = full_svd_plan(layout, true).unwrap();
+        let values = execute_serial(&plan.dag, inputs(&plan.a, &low_rank), backend).unwrap();
+        let s: Vec<f64> = values[&plan.s].iter().copied().collect();
+        let reference = backend.svd_whole(low_rank.clone(), 1, false).unwrap().s;
+        assert_values_match(&s, &reference, "rank 5");
+        assert!(s[5] <= 1e-13 * s[0], "rank 5: σ5 = {}", s[5]);
+        let u = gather(plan.u.as_ref().unwrap(), &values);
+        let Some(V::Tiles(v)) = &plan.v else {
+            panic!("full SVD gives V in tiles")
+        };
+        check_svd(&low_rank, &s, &u, &gather(v, &values), "rank 5");
+    }
+}
+
+#[test]
+fn full_svd_rejects_wide_matrices_and_rectangular_tiles() {
+    let err = full_svd_plan(TileLayout::square_tiles(30, 40, 8).unwrap(), false).unwrap_err();
+    assert!(err.to_string().contains("svd"), "{err}");
+    assert!(err.to_string().contains("at least as many rows"), "{err}");
+    let err = full_svd_plan(TileLayout::new(40, 40, 8, 10).unwrap(), false).unwrap_err();
+    assert!(err.to_string().contains("tiles must be square"), "{err}");
 }
 
 #[test]

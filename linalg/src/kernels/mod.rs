@@ -6,6 +6,7 @@
 //! the cores. The whole-matrix calls (`*_whole`) are the references that tiled
 //! runs are measured against; they use `threads` threads.
 
+pub mod band;
 mod faer_backend;
 #[cfg(feature = "openblas")]
 mod openblas_backend;

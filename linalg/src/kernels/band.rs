@@ -1,0 +1,480 @@
+//! The second stage of the full SVD, in plain Rust for both backends: an
+//! upper band matrix is reduced to upper bidiagonal form by chasing bulges
+//! with Householder reflections (two per bulge: one from the right that
+//! clears a row beyond the superdiagonal, one from the left that clears the
+//! column it filled below the diagonal; only the first row and column of each
+//! bulge are cleared, the rest falls to later sweeps), and the singular
+//! values of the bidiagonal come from implicitly shifted QR sweeps
+//! (Golub–Kahan, with Wilkinson shifts and deflation).
+//!
+//! Both stages cost `O(n²·b)` and `O(n²)` flops against the `O(n³)` of the
+//! tile reduction to band form before them; the band is held in a compact
+//! row-major window of `3b + 1` entries per row, so a sweep's working set is
+//! a few `b × 2b` blocks.
+
+use crate::LinalgError;
+
+/// An `n × n` upper band matrix of bandwidth `b` with room for the fill a
+/// bulge chase makes: row `r` holds columns `r − b ..= r + 2b`.
+#[derive(Debug, Clone)]
+pub struct Band {
+    n: usize,
+    b: usize,
+    width: usize,
+    values: Vec<f64>,
+}
+
+impl Band {
+    /// A zero band matrix of order `n` and bandwidth `b` (`b ≥ 1`): entries
+    /// `(i, j)` with `i ≤ j ≤ i + b` may be set.
+    pub fn zeros(n: usize, b: usize) -> Self {
+        let b = b.max(1);
+        let width = 3 * b + 1;
+        Self {
+            n,
+            b,
+            width,
+            values: vec![0.0; n * width],
+        }
+    }
+
+    /// Order.
+    pub fn order(&self) -> usize {
+        self.n
+    }
+
+    /// Bandwidth.
+    pub fn bandwidth(&self) -> usize {
+        self.b
+    }
+
+    fn index(&self, r: usize, c: usize) -> usize {
+        debug_assert!(
+            c + self.b >= r && c <= r + 2 * self.b,
+            "({r}, {c}) off the window"
+        );
+        r * self.width + c + self.b - r
+    }
+
+    /// Entry `(r, c)`; zero off the band.
+    pub fn get(&self, r: usize, c: usize) -> f64 {
+        if c + self.b < r || c > r + 2 * self.b || r >= self.n || c >= self.n {
+            0.0
+        } else {
+            self.values[self.index(r, c)]
+        }
+    }
+
+    /// Sets entry `(r, c)` with `r ≤ c ≤ r + b`.
+    ///
+    /// # Panics
+    /// When `(r, c)` lies outside the band (a caller's bug).
+    pub fn set(&mut self, r: usize, c: usize, value: f64) {
+        assert!(
+            r <= c && c <= r + self.b && c < self.n,
+            "({r}, {c}) is outside an upper band of width {}",
+            self.b
+        );
+        let i = self.index(r, c);
+        self.values[i] = value;
+    }
+
+    /// Row `r`, columns `from ..= to`, as a slice.
+    fn row(&mut self, r: usize, from: usize, to: usize) -> &mut [f64] {
+        let (start, end) = (self.index(r, from), self.index(r, to));
+        &mut self.values[start..=end]
+    }
+
+    /// The first non-finite entry, as `(row, col, value)`.
+    pub fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
+        (0..self.n).find_map(|r| {
+            (r..self.n.min(r + self.b + 1))
+                .map(|c| (r, c, self.get(r, c)))
+                .find(|&(_, _, v)| !v.is_finite())
+        })
+    }
+
+    /// Reduces the band to upper bidiagonal form by orthogonal
+    /// transformations (singular values unchanged) and returns the diagonal
+    /// `d` (`n`) and superdiagonal `e` (`n − 1`).
+    pub fn into_bidiagonal(mut self) -> (Vec<f64>, Vec<f64>) {
+        let (n, b) = (self.n, self.b);
+        let mut v = vec![0.0; b];
+        let mut w = vec![0.0; 2 * b + 1];
+        for i in 0..n.saturating_sub(1) {
+            let (mut pivot_row, mut c0) = (i, i + 1);
+            while c0 < n {
+                let c1 = (c0 + b - 1).min(n - 1);
+                // From the right: clear row `pivot_row` right of column c0.
+                if c1 > c0 {
+                    let len = c1 - c0 + 1;
+                    let tau = reflector(self.row(pivot_row, c0, c1), &mut v[..len]);
+                    if tau != 0.0 {
+                        for r in pivot_row + 1..=c1 {
+                            let row = self.row(r, c0, c1);
+                            let dot = dot(row, &v[..len]);
+                            let scale = tau * dot;
+                            for (x, y) in row.iter_mut().zip(&v[..len]) {
+                                *x -= scale * y;
+                            }
+                        }
+                    }
+                }
+                // From the left: clear column c0 below the diagonal.
+                let r1 = c1;
+                if r1 > c0 {
+                    let len = r1 - c0 + 1;
+                    let mut column: Vec<f64> = (c0..=r1).map(|r| self.get(r, c0)).collect();
+                    let tau = reflector(&mut column, &mut v[..len]);
+                    for (k, r) in (c0..=r1).enumerate() {
+                        let i = self.index(r, c0);
+                        self.values[i] = column[k];
+                    }
+                    let last = (r1 + b).min(n - 1);
+                    if tau != 0.0 && last > c0 {
+                        let span = last - c0;
+                        let w = &mut w[..span];
+                        w.fill(0.0);
+                        for (k, r) in (c0..=r1).enumerate() {
+                            let row = self.row(r, c0 + 1, last);
+                            for (acc, x) in w.iter_mut().zip(row.iter()) {
+                                *acc += v[k] * x;
+                            }
+                        }
+                        for (k, r) in (c0..=r1).enumerate() {
+                            let scale = tau * v[k];
+                            let row = self.row(r, c0 + 1, last);
+                            for (x, acc) in row.iter_mut().zip(w.iter()) {
+                                *x -= scale * acc;
+                            }
+                        }
+                    }
+                }
+                pivot_row = c0;
+                c0 += b;
+            }
+        }
+        let d = (0..n).map(|i| self.get(i, i)).collect();
+        let e = (1..n).map(|i| self.get(i - 1, i)).collect();
+        (d, e)
+    }
+}
+
+/// `x·y` in eight independent sums, so that the adds pipeline and vectorize.
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for k in 0..8 {
+            lanes[k] += a[k] * b[k];
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// Householder reflection `H = I − τ·v·vᵀ` (`v₀ = 1`) with `H·x = β·e₁`:
+/// overwrites `x` with `[β, 0, …]`, fills `v` and returns `τ` (zero when `x`
+/// is already a multiple of `e₁`).
+fn reflector(x: &mut [f64], v: &mut [f64]) -> f64 {
+    let alpha = x[0];
+    let tail = &x[1..];
+    // Scaled norm, safe from overflow and underflow.
+    let scale = tail.iter().fold(alpha.abs(), |m, y| m.max(y.abs()));
+    v[0] = 1.0;
+    if scale == 0.0 || tail.iter().all(|&y| y == 0.0) {
+        v[1..].fill(0.0);
+        return 0.0;
+    }
+    let norm = scale
+        * x.iter()
+            .map(|y| (y / scale) * (y / scale))
+            .sum::<f64>()
+            .sqrt();
+    let beta = if alpha >= 0.0 { -norm } else { norm };
+    let denominator = alpha - beta;
+    for (vi, xi) in v[1..].iter_mut().zip(tail) {
+        *vi = xi / denominator;
+    }
+    x[0] = beta;
+    x[1..].fill(0.0);
+    (beta - alpha) / beta
+}
+
+/// `(c, s, r)` with `c·f + s·g = r` and `−s·f + c·g = 0`.
+fn rotation(f: f64, g: f64) -> (f64, f64, f64) {
+    if g == 0.0 {
+        (1.0, 0.0, f)
+    } else if f == 0.0 {
+        (0.0, 1.0, g)
+    } else {
+        let r = f.hypot(g);
+        (f / r, g / r, r)
+    }
+}
+
+/// Singular values, largest first, of the upper bidiagonal matrix with
+/// diagonal `d` and superdiagonal `e` (`d.len() − 1` entries), by implicitly
+/// shifted QR sweeps. Accurate to a few units of roundoff times the largest
+/// singular value.
+pub fn bidiagonal_singular_values(
+    mut d: Vec<f64>,
+    mut e: Vec<f64>,
+) -> Result<Vec<f64>, LinalgError> {
+    let n = d.len();
+    if e.len() + 1 != n.max(1) {
+        return Err(crate::error::shape_mismatch(
+            "bidiagonal svd",
+            format!("{} diagonal and {} superdiagonal entries", n, e.len()),
+        ));
+    }
+    if let Some(v) = d.iter().chain(&e).find(|v| !v.is_finite()) {
+        return Err(LinalgError::NoConvergence {
+            operation: "bidiagonal svd",
+            detail: format!("the bidiagonal holds {v}"),
+        });
+    }
+    let norm = d.iter().chain(&e).fold(0.0f64, |m, v| m.max(v.abs()));
+    if n == 0 || norm == 0.0 {
+        return Ok(vec![0.0; n]);
+    }
+    // Work on B/‖B‖ so that squares neither overflow nor underflow.
+    d.iter_mut().chain(e.iter_mut()).for_each(|v| *v /= norm);
+    let eps = f64::EPSILON;
+    let tol = eps;
+    let negligible =
+        |e: f64, a: f64, b: f64| e.abs() <= eps * (a.abs() + b.abs()) || e.abs() <= tol * 1e-3;
+    let mut hi = n - 1;
+    let mut sweeps = 0usize;
+    let limit = 40 * n + 100;
+    while hi > 0 {
+        if negligible(e[hi - 1], d[hi - 1], d[hi]) {
+            e[hi - 1] = 0.0;
+            hi -= 1;
+            continue;
+        }
+        let mut lo = hi - 1;
+        while lo > 0 {
+            if negligible(e[lo - 1], d[lo - 1], d[lo]) {
+                e[lo - 1] = 0.0;
+                break;
+            }
+            lo -= 1;
+        }
+        // A negligible diagonal entry splits the block once its row (or,
+        // for the last, its column) is rotated clear.
+        if let Some(z) = (lo..=hi).find(|&k| d[k].abs() <= tol) {
+            d[z] = 0.0;
+            if z < hi {
+                let mut f = std::mem::take(&mut e[z]);
+                for j in z + 1..=hi {
+                    let (c, s, r) = rotation(d[j], f);
+                    d[j] = r;
+                    if j < hi {
+                        f = -s * e[j];
+                        e[j] *= c;
+                    }
+                }
+            } else {
+                let mut f = std::mem::take(&mut e[hi - 1]);
+                for k in (lo..hi).rev() {
+                    let (c, s, r) = rotation(d[k], f);
+                    d[k] = r;
+                    if k > lo {
+                        f = -s * e[k - 1];
+                        e[k - 1] *= c;
+                    }
+                }
+            }
+            continue;
+        }
+        sweeps += 1;
+        if sweeps > limit {
+            return Err(LinalgError::NoConvergence {
+                operation: "bidiagonal svd",
+                detail: format!("{limit} QR sweeps on a bidiagonal of order {n}"),
+            });
+        }
+        // Wilkinson shift: the eigenvalue of the trailing 2×2 of BᵀB nearer
+        // its last diagonal entry.
+        let (dm, dn, em) = (d[hi - 1], d[hi], e[hi - 1]);
+        let el = if hi - 1 > lo { e[hi - 2] } else { 0.0 };
+        let (t11, t12, t22) = (dm * dm + el * el, dm * em, dn * dn + em * em);
+        let delta = (t11 - t22) / 2.0;
+        let sign = if delta >= 0.0 { 1.0 } else { -1.0 };
+        let mu = t22 - t12 * t12 / (delta + sign * delta.hypot(t12));
+        let (mut y, mut z) = (d[lo] * d[lo] - mu, d[lo] * e[lo]);
+        for k in lo..hi {
+            let (c, s, r) = rotation(y, z);
+            if k > lo {
+                e[k - 1] = r;
+            }
+            y = c * d[k] + s * e[k];
+            e[k] = c * e[k] - s * d[k];
+            z = s * d[k + 1];
+            d[k + 1] *= c;
+            let (c, s, r) = rotation(y, z);
+            d[k] = r;
+            y = c * e[k] + s * d[k + 1];
+            d[k + 1] = c * d[k + 1] - s * e[k];
+            if k + 1 < hi {
+                z = s * e[k + 1];
+                e[k + 1] *= c;
+            }
+        }
+        e[hi - 1] = y;
+    }
+    let mut s: Vec<f64> = d.into_iter().map(|v| v.abs() * norm).collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{FaerBackend, TileBackend};
+    use crate::tile;
+
+    fn random(seed: u64, len: usize) -> Vec<f64> {
+        let mut rng = crate::rng::TileRng::for_tile(seed, 0, 0);
+        (0..len).map(|_| rng.symmetric_unit()).collect()
+    }
+
+    fn dense_values(a: crate::Tile) -> Vec<f64> {
+        FaerBackend.svd(a, false).unwrap().s
+    }
+
+    fn assert_close(got: &[f64], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        let scale = want.first().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-12 * scale,
+                "{what}: σ{i} = {g}, want {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn bidiagonal_values_match_a_dense_svd() {
+        for (seed, n) in [(1, 1), (2, 2), (3, 3), (4, 17), (5, 200)] {
+            let (d, e) = (random(seed, n), random(seed + 100, n - 1));
+            let mut a = tile::zeros(n, n);
+            for i in 0..n {
+                a[[i, i]] = d[i];
+                if i + 1 < n {
+                    a[[i, i + 1]] = e[i];
+                }
+            }
+            let got = bidiagonal_singular_values(d, e).unwrap();
+            assert_close(&got, &dense_values(a), &format!("n = {n}"));
+        }
+    }
+
+    #[test]
+    fn zero_diagonal_entries_and_graded_values() {
+        let n = 40;
+        let mut d = random(7, n);
+        let e = random(8, n - 1);
+        for k in [0, 11, n - 1] {
+            d[k] = 0.0;
+        }
+        let mut a = tile::zeros(n, n);
+        for i in 0..n {
+            a[[i, i]] = d[i];
+            if i + 1 < n {
+                a[[i, i + 1]] = e[i];
+            }
+        }
+        let want = dense_values(a);
+        assert_close(&bidiagonal_singular_values(d, e).unwrap(), &want, "zeros");
+        let d: Vec<f64> = (0..60).map(|i| 10f64.powf(-f64::from(i) / 4.0)).collect();
+        let e: Vec<f64> = (0..59)
+            .map(|i| 10f64.powf(-f64::from(i) / 4.0 - 0.3))
+            .collect();
+        let got = bidiagonal_singular_values(d.clone(), e.clone()).unwrap();
+        let mut a = tile::zeros(60, 60);
+        for i in 0..60 {
+            a[[i, i]] = d[i];
+            if i < 59 {
+                a[[i, i + 1]] = e[i];
+            }
+        }
+        assert_close(&got, &dense_values(a), "graded");
+        // Diagonal already, huge and tiny scales.
+        let got = bidiagonal_singular_values(vec![3e200, -2e-200, 1.0], vec![0.0, 0.0]).unwrap();
+        // Accurate relative to the largest: the tiny one may round to zero.
+        assert_eq!(got[..2], [3e200, 1.0]);
+        assert!(got[2] <= f64::EPSILON * 3e200);
+        let got = bidiagonal_singular_values(vec![3.0, -2e-200, 1.0], vec![0.0, 0.0]).unwrap();
+        assert_eq!(got, vec![3.0, 1.0, 2e-200]);
+        assert!(bidiagonal_singular_values(vec![1.0, f64::NAN], vec![1.0]).is_err());
+        assert!(bidiagonal_singular_values(vec![1.0, 2.0], vec![]).is_err());
+    }
+
+    #[test]
+    fn band_reduction_keeps_singular_values() {
+        for (seed, n, b) in [
+            (11, 50, 7),
+            (12, 64, 8),
+            (13, 37, 5),
+            (14, 20, 1),
+            (15, 33, 2),
+            (16, 41, 40),
+            (17, 100, 13),
+            (18, 9, 30),
+            (19, 1, 4),
+        ] {
+            let values = random(seed, n * (b + 1));
+            let mut band = Band::zeros(n, b);
+            let mut a = tile::zeros(n, n);
+            for r in 0..n {
+                for c in r..n.min(r + b + 1) {
+                    let v = values[r * (b + 1) + c - r];
+                    band.set(r, c, v);
+                    a[[r, c]] = v;
+                }
+            }
+            let (d, e) = band.into_bidiagonal();
+            let got = bidiagonal_singular_values(d, e).unwrap();
+            assert_close(&got, &dense_values(a), &format!("n = {n}, b = {b}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    #[test]
+    #[ignore = "timing only"]
+    fn band_reduction_time() {
+        for (n, b) in [(4096, 128), (4096, 256), (4096, 512)] {
+            let values = super::tests_random(n * (b + 1));
+            let mut band = super::Band::zeros(n, b);
+            for r in 0..n {
+                for c in r..n.min(r + b + 1) {
+                    band.set(r, c, values[r * (b + 1) + c - r]);
+                }
+            }
+            let t = std::time::Instant::now();
+            let (d, e) = band.into_bidiagonal();
+            let t1 = t.elapsed();
+            let s = super::bidiagonal_singular_values(d, e).unwrap();
+            eprintln!(
+                "n {n} b {b}: band {:?}, bidiagonal {:?}, σ₁ {}",
+                t1,
+                t.elapsed() - t1,
+                s[0]
+            );
+        }
+    }
+}
+#[cfg(test)]
+fn tests_random(len: usize) -> Vec<f64> {
+    let mut rng = crate::rng::TileRng::for_tile(5, 0, 0);
+    (0..len).map(|_| rng.symmetric_unit()).collect()
+}
