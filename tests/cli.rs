@@ -71,7 +71,19 @@ fn run_json_has_every_documented_field() {
 
 #[test]
 fn qr_svd_and_solves_from_the_command_line() {
-    let runs: [&[&str]; 9] = [
+    let runs: [&[&str]; 10] = [
+        &[
+            "svd",
+            "--svd",
+            "full",
+            "--m",
+            "150",
+            "--n",
+            "120",
+            "--tile",
+            "32",
+            "--vectors",
+        ],
         &["qr", "--m", "300", "--n", "200", "--tile", "64"],
         &["qr", "--m", "300", "--n", "200", "--tile", "64", "--q"],
         &["tsqr", "--m", "1000", "--n", "30", "--tile", "128"],

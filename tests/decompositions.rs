@@ -105,6 +105,39 @@ fn tall_svd_matches_faer() {
     }
 }
 
+fn check_factors(a: &Array2<f64>, f: wukong::SvdFactors, reference: &[f64], what: &str) {
+    assert!(value_error(&f.s, reference) < 1e-10, "{what}");
+    let (u, vt) = (f.u.unwrap().to_array(), f.vt.unwrap());
+    let mut us = u.clone();
+    for (mut column, sigma) in us.columns_mut().into_iter().zip(&f.s) {
+        column.mapv_inplace(|x| x * sigma);
+    }
+    assert!(relative_difference(&us.dot(&vt), a) < 1e-13, "{what}");
+    assert!(
+        orthogonality(&u) < 1e-12 && orthogonality(&vt.t().to_owned()) < 1e-12,
+        "{what}"
+    );
+}
+
+#[test]
+fn full_svd_through_band_form_matches_faer() {
+    // Square, tall and wide (factored transposed), ragged last tiles.
+    for rt in runtimes() {
+        for (m, n) in [(150, 150), (170, 111), (90, 140)] {
+            let a = BlockMatrix::random(m, n, 32, 32, 6).unwrap();
+            let what = format!("{m}×{n}");
+            let reference = faer().svd_whole(a.to_array(), 2, false).unwrap().s;
+            let values = rt.svd_full(&a, false, &Default::default()).unwrap();
+            assert_eq!(values.s.len(), m.min(n), "{what}");
+            assert!(value_error(&values.s, &reference) < 1e-10, "{what}");
+            assert!(values.u.is_none() && values.vt.is_none());
+            let f = rt.svd_full(&a, true, &Default::default()).unwrap();
+            assert_eq!(f.u.as_ref().unwrap().shape(), (m, m.min(n)), "{what}");
+            check_factors(&a.to_array(), f, &reference, &what);
+        }
+    }
+}
+
 #[test]
 fn randomized_svd_finds_the_leading_triplets() {
     // A matrix with a fast-decaying spectrum: U·diag(2^-i)·Vᵀ plus nothing.
@@ -354,4 +387,14 @@ fn bad_inputs_are_clear_errors() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("rank 65 exceeds"), "{err}");
+
+    let err = rt
+        .svd_full(&wide_tiles, false, &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("tiles must be square"), "{err}");
+    let mut with_inf = BlockMatrix::random(40, 40, 16, 16, 1).unwrap().to_array();
+    with_inf[[33, 2]] = f64::INFINITY;
+    let a = BlockMatrix::from_array(with_inf.view(), 16, 16).unwrap();
+    let err = rt.svd_full(&a, true, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("row 33, column 2"), "{err}");
 }

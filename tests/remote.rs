@@ -107,6 +107,19 @@ fn check_both_algorithms(rt: &Runtime, label: &str) {
         relative_difference(&x.to_array(), &x_here.to_array()) < 1e-12,
         "{label} lstsq"
     );
+    // The full SVD: tile QR and LQ sweeps, the band task with many outputs.
+    let a = BlockMatrix::random(96, 80, 32, 32, 10).unwrap();
+    let remote = rt.svd_full(&a, true, &Default::default()).unwrap();
+    let here = local.svd_full(&a, true, &Default::default()).unwrap();
+    let (u, u_here) = (remote.u.unwrap().to_array(), here.u.unwrap().to_array());
+    assert!(
+        relative_difference(&u, &u_here) < 1e-12,
+        "{label} full svd U"
+    );
+    assert!(
+        relative_difference(&remote.vt.unwrap(), &here.vt.unwrap()) < 1e-12,
+        "{label} full svd Vᵀ"
+    );
 }
 
 #[test]
