@@ -776,6 +776,35 @@ fn house_apply(mut inputs: Vec<Arc<Tile>>, transpose: bool) -> Result<Vec<Tile>,
             ),
         ));
     };
+    // A TS step (an upper-triangular R on top of a tile, T in one block):
+    // the reflectors are [I; V₂], which `ts_apply` exploits.
+    let ts = parts.len() == 2
+        && top == factored.ncols().min(factored.nrows())
+        && coeff.dim() == (top, top)
+        && parts[1].ncols() == cols
+        && (0..top).all(|j| {
+            factored
+                .slice(ndarray::s![j + 1..top, j])
+                .iter()
+                .all(|&v| v == 0.0)
+        });
+    let parts = match ts {
+        true => match <[Arc<Tile>; 2]>::try_from(parts) {
+            Ok([b1, b2]) => {
+                let (mut first, mut second) = (take(b1), take(b2));
+                crate::kernels::ts_apply(
+                    factored,
+                    coeff,
+                    first.slice_mut(ndarray::s![..top, ..]),
+                    second.view_mut(),
+                    transpose,
+                );
+                return Ok(vec![first, second]);
+            }
+            Err(parts) => parts,
+        },
+        false => parts,
+    };
     let mut first = parts.first().cloned().map(take).unwrap_or_default();
     let mut stacked = tile::zeros(factored.nrows(), cols);
     stacked
@@ -871,8 +900,10 @@ fn band_svd(
         Tile::from_shape_vec((s.len(), 1), s)
             .map_err(|e| crate::error::shape_mismatch("band svd", format!("singular values: {e}")))
     };
+    // The task runs alone at the end of the graph: use the executor's cores.
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     if !vectors {
-        let (d, e) = band.into_bidiagonal();
+        let (d, e) = band.into_bidiagonal_on(threads);
         return Ok(vec![column(bidiagonal_singular_values(d, e)?)?]);
     }
     let mut dense = tile::zeros(n, n);
@@ -881,7 +912,6 @@ fn band_svd(
             dense[[r, c]] = band.get(r, c);
         }
     }
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let parts = backend.svd_whole(dense, threads, true)?;
     let (Some(u), Some(vt)) = (parts.u, parts.vt) else {
         return Err(LinalgError::NoConvergence {

@@ -12,6 +12,8 @@
 //! row-major window of `3b + 1` entries per row, so a sweep's working set is
 //! a few `b × 2b` blocks.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::LinalgError;
 
 /// An `n × n` upper band matrix of bandwidth `b` with room for the fill a
@@ -79,12 +81,6 @@ impl Band {
         self.values[i] = value;
     }
 
-    /// Row `r`, columns `from ..= to`, as a slice.
-    fn row(&mut self, r: usize, from: usize, to: usize) -> &mut [f64] {
-        let (start, end) = (self.index(r, from), self.index(r, to));
-        &mut self.values[start..=end]
-    }
-
     /// The first non-finite entry, as `(row, col, value)`.
     pub fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
         (0..self.n).find_map(|r| {
@@ -96,67 +92,212 @@ impl Band {
 
     /// Reduces the band to upper bidiagonal form by orthogonal
     /// transformations (singular values unchanged) and returns the diagonal
-    /// `d` (`n`) and superdiagonal `e` (`n − 1`).
-    pub fn into_bidiagonal(mut self) -> (Vec<f64>, Vec<f64>) {
+    /// `d` (`n`) and superdiagonal `e` (`n − 1`), on one thread.
+    pub fn into_bidiagonal(self) -> (Vec<f64>, Vec<f64>) {
+        self.into_bidiagonal_on(1)
+    }
+
+    /// [`into_bidiagonal`](Self::into_bidiagonal) on up to `threads`
+    /// threads: sweep `j` runs on thread `j mod threads` and starts a step
+    /// once sweep `j − 1` is three steps past it, when their footprints no
+    /// longer meet. Every entry sees the same operations in the same order
+    /// as on one thread, so the result is bit for bit the same.
+    pub fn into_bidiagonal_on(mut self, threads: usize) -> (Vec<f64>, Vec<f64>) {
         let (n, b) = (self.n, self.b);
-        let mut v = vec![0.0; b];
-        let mut w = vec![0.0; 2 * b + 1];
-        for i in 0..n.saturating_sub(1) {
-            let (mut pivot_row, mut c0) = (i, i + 1);
-            while c0 < n {
-                let c1 = (c0 + b - 1).min(n - 1);
-                // From the right: clear row `pivot_row` right of column c0.
-                if c1 > c0 {
-                    let len = c1 - c0 + 1;
-                    let tau = reflector(self.row(pivot_row, c0, c1), &mut v[..len]);
-                    if tau != 0.0 {
-                        for r in pivot_row + 1..=c1 {
-                            let row = self.row(r, c0, c1);
-                            let dot = dot(row, &v[..len]);
-                            let scale = tau * dot;
-                            for (x, y) in row.iter_mut().zip(&v[..len]) {
-                                *x -= scale * y;
-                            }
-                        }
-                    }
-                }
-                // From the left: clear column c0 below the diagonal.
-                let r1 = c1;
-                if r1 > c0 {
-                    let len = r1 - c0 + 1;
-                    let mut column: Vec<f64> = (c0..=r1).map(|r| self.get(r, c0)).collect();
-                    let tau = reflector(&mut column, &mut v[..len]);
-                    for (k, r) in (c0..=r1).enumerate() {
-                        let i = self.index(r, c0);
-                        self.values[i] = column[k];
-                    }
-                    let last = (r1 + b).min(n - 1);
-                    if tau != 0.0 && last > c0 {
-                        let span = last - c0;
-                        let w = &mut w[..span];
-                        w.fill(0.0);
-                        for (k, r) in (c0..=r1).enumerate() {
-                            let row = self.row(r, c0 + 1, last);
-                            for (acc, x) in w.iter_mut().zip(row.iter()) {
-                                *acc += v[k] * x;
-                            }
-                        }
-                        for (k, r) in (c0..=r1).enumerate() {
-                            let scale = tau * v[k];
-                            let row = self.row(r, c0 + 1, last);
-                            for (x, acc) in row.iter_mut().zip(w.iter()) {
-                                *x -= scale * acc;
-                            }
-                        }
-                    }
-                }
-                pivot_row = c0;
-                c0 += b;
+        let sweeps = n.saturating_sub(1);
+        // Fewer threads than sweeps in flight at once are of no use.
+        let threads = threads.clamp(1, (n / (4 * b)).max(1)).min(sweeps.max(1));
+        let chase = Chase {
+            n,
+            b,
+            width: self.width,
+            values: self.values.as_mut_ptr(),
+        };
+        if threads == 1 {
+            let mut scratch = Scratch::new(b);
+            for i in 0..sweeps {
+                // SAFETY: one thread, so no step runs beside another.
+                (0..)
+                    .take_while(|&s| unsafe { chase.step(i, s, &mut scratch) })
+                    .for_each(drop);
             }
+        } else {
+            let progress: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
+            std::thread::scope(|scope| {
+                for first in 0..threads {
+                    let (chase, progress) = (&chase, &progress);
+                    scope.spawn(move || {
+                        let mut scratch = Scratch::new(b);
+                        let mine = &progress[first];
+                        for i in (first..sweeps).step_by(threads) {
+                            mine.store(pack(i, 0), Ordering::Release);
+                            let before = &progress[(i + threads - 1) % threads];
+                            for s in 0.. {
+                                if i > 0 {
+                                    wait_for(before, i - 1, s + LEAD);
+                                }
+                                // SAFETY: sweep i − 1 has finished every step
+                                // whose rows and columns meet those of step s
+                                // of sweep i (see `LEAD`), later sweeps wait
+                                // for this one, and earlier ones are done.
+                                if !unsafe { chase.step(i, s, &mut scratch) } {
+                                    break;
+                                }
+                                mine.store(pack(i, s + 1), Ordering::Release);
+                            }
+                            mine.store(pack(i, DONE), Ordering::Release);
+                        }
+                    });
+                }
+            });
         }
         let d = (0..n).map(|i| self.get(i, i)).collect();
         let e = (1..n).map(|i| self.get(i - 1, i)).collect();
         (d, e)
+    }
+}
+
+/// Steps of sweep `i − 1` that must be done before step `s` of sweep `i`
+/// starts: `s + LEAD`. Step `s` of sweep `i` touches rows
+/// `i + 1 + (s − 1)·b ..= i + (s + 1)·b` and columns from `i + 1 + s·b` to
+/// `i + (s + 2)·b`; those of sweep `i − 1` from step `s + 3` on lie below
+/// and right of them.
+const LEAD: usize = 3;
+/// The step count of a finished sweep.
+const DONE: usize = u32::MAX as usize;
+
+fn pack(sweep: usize, steps: usize) -> u64 {
+    ((sweep as u64) << 32) | steps.min(DONE) as u64
+}
+
+/// Spins (then yields) until the thread behind `progress` has finished
+/// `steps` steps of `sweep`, or the sweep.
+fn wait_for(progress: &AtomicU64, sweep: usize, steps: usize) {
+    let mut spins = 0u32;
+    loop {
+        let state = progress.load(Ordering::Acquire);
+        let (at, done) = (
+            (state >> 32) as usize,
+            (state & u64::from(u32::MAX)) as usize,
+        );
+        if at > sweep || (at == sweep && done >= steps.min(DONE)) {
+            return;
+        }
+        spins += 1;
+        if spins < 1 << 12 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A thread's reflector and work vectors.
+struct Scratch {
+    v: Vec<f64>,
+    w: Vec<f64>,
+    column: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(b: usize) -> Self {
+        Self {
+            v: vec![0.0; b],
+            w: vec![0.0; 2 * b + 1],
+            column: vec![0.0; b],
+        }
+    }
+}
+
+/// The band's storage as the chase's threads share it.
+struct Chase {
+    n: usize,
+    b: usize,
+    width: usize,
+    values: *mut f64,
+}
+
+// SAFETY: threads touch disjoint parts of the storage at any one time (the
+// schedule in `into_bidiagonal_on`), and the storage outlives the threads.
+unsafe impl Sync for Chase {}
+
+impl Chase {
+    /// Row `r`, columns `from ..= to`.
+    ///
+    /// # Safety
+    /// The entries lie in the band's window and no other thread touches
+    /// them while the slice lives.
+    unsafe fn row<'a>(&self, r: usize, from: usize, to: usize) -> &'a mut [f64] {
+        debug_assert!(from + self.b >= r && to <= r + 2 * self.b && from <= to && to < self.n);
+        // SAFETY: in the window, so inside the allocation; exclusive by the
+        // caller's promise.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.values.add(r * self.width + from + self.b - r),
+                to - from + 1,
+            )
+        }
+    }
+
+    /// Step `s` of sweep `i`: a reflection from the right clears row
+    /// `pivot` right of column `c0`, one from the left clears column `c0`
+    /// below the diagonal. Returns `false` when the sweep has no step `s`.
+    ///
+    /// # Safety
+    /// No other thread touches rows `pivot ..= c0 + b − 1`, columns
+    /// `c0 ..= c0 + 2b − 1` meanwhile.
+    unsafe fn step(&self, i: usize, s: usize, scratch: &mut Scratch) -> bool {
+        let (n, b) = (self.n, self.b);
+        let c0 = i + 1 + s * b;
+        if c0 >= n {
+            return false;
+        }
+        let pivot = if s == 0 { i } else { c0 - b };
+        let c1 = (c0 + b - 1).min(n - 1);
+        if c1 == c0 {
+            return true;
+        }
+        let len = c1 - c0 + 1;
+        let v = &mut scratch.v[..len];
+        // SAFETY (all rows below): inside this step's footprint.
+        let tau = reflector(unsafe { self.row(pivot, c0, c1) }, v);
+        if tau != 0.0 {
+            for r in pivot + 1..=c1 {
+                let row = unsafe { self.row(r, c0, c1) };
+                let scale = tau * dot(row, v);
+                for (x, y) in row.iter_mut().zip(v.iter()) {
+                    *x -= scale * y;
+                }
+            }
+        }
+        let column = &mut scratch.column[..len];
+        for (k, r) in (c0..=c1).enumerate() {
+            column[k] = unsafe { self.row(r, c0, c0) }[0];
+        }
+        let tau = reflector(column, v);
+        for (k, r) in (c0..=c1).enumerate() {
+            let entry = unsafe { self.row(r, c0, c0) };
+            entry[0] = column[k];
+        }
+        let last = (c1 + b).min(n - 1);
+        if tau != 0.0 && last > c0 {
+            let w = &mut scratch.w[..last - c0];
+            w.fill(0.0);
+            for (k, r) in (c0..=c1).enumerate() {
+                let row = unsafe { self.row(r, c0 + 1, last) };
+                for (acc, x) in w.iter_mut().zip(row.iter()) {
+                    *acc += v[k] * x;
+                }
+            }
+            for (k, r) in (c0..=c1).enumerate() {
+                let scale = tau * v[k];
+                let row = unsafe { self.row(r, c0 + 1, last) };
+                for (x, acc) in row.iter_mut().zip(w.iter()) {
+                    *x -= scale * acc;
+                }
+            }
+        }
+        true
     }
 }
 
@@ -417,6 +558,37 @@ mod tests {
         assert!(bidiagonal_singular_values(vec![1.0, 2.0], vec![]).is_err());
     }
 
+    fn random_band(seed: u64, n: usize, b: usize) -> Band {
+        let values = random(seed, n * (b + 1));
+        let mut band = Band::zeros(n, b);
+        for r in 0..n {
+            for c in r..n.min(r + b + 1) {
+                band.set(r, c, values[r * (b + 1) + c - r]);
+            }
+        }
+        band
+    }
+
+    #[test]
+    fn threads_give_the_same_bidiagonal_bit_for_bit() {
+        for (seed, n, b) in [
+            (21, 200, 5),
+            (22, 301, 7),
+            (23, 64, 3),
+            (24, 97, 1),
+            (25, 40, 16),
+        ] {
+            let serial = random_band(seed, n, b).into_bidiagonal();
+            for threads in [2, 3, 4] {
+                let parallel = random_band(seed, n, b).into_bidiagonal_on(threads);
+                assert!(
+                    serial.0 == parallel.0 && serial.1 == parallel.1,
+                    "n = {n}, b = {b}, {threads} threads"
+                );
+            }
+        }
+    }
+
     #[test]
     fn band_reduction_keeps_singular_values() {
         for (seed, n, b) in [
@@ -461,7 +633,7 @@ mod timing {
                 }
             }
             let t = std::time::Instant::now();
-            let (d, e) = band.into_bidiagonal();
+            let (d, e) = band.into_bidiagonal_on(2);
             let t1 = t.elapsed();
             let s = super::bidiagonal_singular_values(d, e).unwrap();
             eprintln!(

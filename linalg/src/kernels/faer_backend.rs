@@ -318,7 +318,7 @@ fn qr(par: Par, mut a: Tile, explicit_q: bool) -> (Tile, Option<Tile>) {
     if k == 0 {
         return (tile::zeros(k, n), explicit_q.then(|| tile::zeros(m, k)));
     }
-    let coeff = factor(par, &mut a);
+    let coeff = factor(par, &mut a, false);
     let r = tile::upper_rows(a.view(), k);
     let q = explicit_q.then(|| {
         let mut q = tile::zeros(m, k);
@@ -333,18 +333,22 @@ fn qr(par: Par, mut a: Tile, explicit_q: bool) -> (Tile, Option<Tile>) {
 
 /// Householder QR of `a` in place, keeping the factored form: `a` ends with
 /// `R` on and above the diagonal and the reflectors below; the returned
-/// block factor (`block × k`) completes them.
+/// factor `T` (`k × k`, upper triangular, one block: `Q = I − V·T⁻¹·Vᵀ`)
+/// completes them, so that [`ts_apply`] can use it whole.
 pub(crate) fn qr_factored(a: &mut Tile) -> Tile {
-    factor(Par::Seq, a)
+    factor(Par::Seq, a, true)
 }
 
-fn factor(par: Par, a: &mut Tile) -> Tile {
+fn factor(par: Par, a: &mut Tile, one_block: bool) -> Tile {
     let (m, n) = a.dim();
     let k = m.min(n);
     if k == 0 {
         return tile::zeros(1, 0);
     }
-    let block = qr_factor::recommended_block_size::<f64>(m, n).clamp(1, k);
+    let block = match one_block {
+        true => k,
+        false => qr_factor::recommended_block_size::<f64>(m, n).clamp(1, k),
+    };
     let mut coeff = tile::zeros(block, k);
     let scratch = qr_factor::qr_in_place_scratch::<f64>(m, n, block, par, Default::default());
     let mut buffer = MemBuffer::new(scratch);
@@ -357,6 +361,50 @@ fn factor(par: Par, a: &mut Tile) -> Tile {
         Default::default(),
     );
     coeff
+}
+
+/// `[B₁; B₂] ← Qᵀ·[B₁; B₂]` (`transpose`) or `Q·[B₁; B₂]` for a factored
+/// stack whose reflectors are `V = [I; V₂]`: the QR of an upper-triangular
+/// `R` (as tall as `B₁`) on top of a tile, whose reflectors vanish below the
+/// diagonal of the top block. With `T` from [`qr_factored`] that is
+/// `W = B₁ + V₂ᵀ·B₂`, `W ← T⁻ᵀ·W` (or `T⁻¹·W`), `B₁ −= W`, `B₂ −= V₂·W`:
+/// two products of the tile's size, half the work of treating the stack as
+/// a general one and no copy of it.
+pub(crate) fn ts_apply(
+    factored: &Tile,
+    coeff: &Tile,
+    mut b1: ArrayViewMut2<'_, f64>,
+    mut b2: ArrayViewMut2<'_, f64>,
+    transpose: bool,
+) {
+    let k = b1.nrows();
+    let v2 = factored.slice(s![k.., ..k]);
+    let t = coeff.slice(s![..k, ..k]);
+    let mut w = tile::zeros(k, b1.ncols());
+    w.assign(&b1);
+    let mut w_view = w.view_mut();
+    faer::linalg::matmul::matmul(
+        mat_mut(&mut w_view),
+        Accum::Add,
+        mat_ref(&v2.t()),
+        mat_ref(&b2.view()),
+        1.0,
+        Par::Seq,
+    );
+    if transpose {
+        solve::solve_lower_triangular_in_place(mat_ref(&t.t()), mat_mut(&mut w_view), Par::Seq);
+    } else {
+        solve::solve_upper_triangular_in_place(mat_ref(&t), mat_mut(&mut w_view), Par::Seq);
+    }
+    b1 -= &w;
+    faer::linalg::matmul::matmul(
+        mat_mut(&mut b2),
+        Accum::Add,
+        mat_ref(&v2),
+        mat_ref(&w.view()),
+        -1.0,
+        Par::Seq,
+    );
 }
 
 /// `B ← Qᵀ·B` (`transpose`) or `B ← Q·B` for the `Q` of a factored form

@@ -20,7 +20,7 @@ use crate::LinalgError;
 use crate::error::shape_mismatch;
 
 pub use faer_backend::FaerBackend;
-pub(crate) use faer_backend::{qr_apply, qr_factored};
+pub(crate) use faer_backend::{qr_apply, qr_factored, ts_apply};
 #[cfg(feature = "openblas")]
 pub use openblas_backend::{
     OpenBlasBackend, better_core_type as openblas_better_core_type, core_name as openblas_core_name,
