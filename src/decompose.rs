@@ -8,9 +8,9 @@ use ndarray::{Array2, s};
 use wukong_dag::DataId;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
-    BlockMatrix, Graph, Lazy, LinalgError, RandomizedSvd, SvdPlan, Tile, TileLayout, Transpose,
-    Tree, Triangle, V, cholesky_solve_plan, full_svd_plan, lstsq_plan, qr_plan,
-    randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
+    BlockMatrix, Graph, Lazy, LinalgError, Panel, RandomizedSvd, SvdPlan, Tile, TileLayout,
+    Transpose, Tree, Triangle, V, cholesky_solve_plan, full_svd_plan_with, lstsq_plan, qr_plan,
+    qr_plan_with, randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
 };
 
 use crate::runtime::{assemble, tiles_of};
@@ -157,7 +157,19 @@ impl Runtime {
         explicit_q: bool,
         options: &RunOptions<'_>,
     ) -> Result<TiledQr, Error> {
-        let plan = qr_plan(a.layout(), explicit_q, None)?;
+        self.qr_with_panel(a, Panel::default(), explicit_q, options)
+    }
+
+    /// [`qr_with`](Self::qr_with) with the panels reduced as `panel` says
+    /// (`Panel::Binary`: communication-avoiding TT trees).
+    pub fn qr_with_panel(
+        &self,
+        a: &BlockMatrix,
+        panel: Panel,
+        explicit_q: bool,
+        options: &RunOptions<'_>,
+    ) -> Result<TiledQr, Error> {
+        let plan = qr_plan_with(a.layout(), panel, explicit_q, None)?;
         a.check_finite("A")?;
         let (mut outputs, report) = self.run_graph(&plan.dag, tiles_of(&plan.a, a), options)?;
         let q = match &plan.q {
@@ -258,15 +270,27 @@ impl Runtime {
         vectors: bool,
         options: &RunOptions<'_>,
     ) -> Result<SvdFactors, Error> {
+        self.svd_full_with(a, Panel::default(), vectors, options)
+    }
+
+    /// [`svd_full`](Self::svd_full) with the QR and LQ panels reduced as
+    /// `panel` says.
+    pub fn svd_full_with(
+        &self,
+        a: &BlockMatrix,
+        panel: Panel,
+        vectors: bool,
+        options: &RunOptions<'_>,
+    ) -> Result<SvdFactors, Error> {
         let (m, n) = a.shape();
         if m >= n {
-            let plan = full_svd_plan(a.layout(), vectors)?;
+            let plan = full_svd_plan_with(a.layout(), panel, vectors)?;
             a.check_finite("A")?;
             return self.run_svd(&plan, tiles_of(&plan.a, a), plan.k, options);
         }
         let layout = a.layout();
         let flipped = TileLayout::new(n, m, layout.tile_cols(), layout.tile_rows())?;
-        let plan = full_svd_plan(flipped, vectors)?;
+        let plan = full_svd_plan_with(flipped, panel, vectors)?;
         a.check_finite("A")?;
         let at = BlockMatrix::from_fn(flipped, |i, j, _| tile::to_column_major(a.tile(j, i).t()));
         let f = self.run_svd(&plan, tiles_of(&plan.a, &at), plan.k, options)?;

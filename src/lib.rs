@@ -47,8 +47,8 @@ pub use wukong_executor as executor;
 pub use wukong_executor::{RunReport, Scheduler};
 pub use wukong_linalg as linalg;
 pub use wukong_linalg::{
-    BackendKind, BlockMatrix, Graph, Lazy, LinalgError, QrMethod, RandomizedSvd, Tile, TileLayout,
-    Transpose, Tree, Triangle,
+    BackendKind, BlockMatrix, Graph, Lazy, LinalgError, Panel, QrMethod, RandomizedSvd, Tile,
+    TileLayout, Transpose, Tree, Triangle,
 };
 pub use wukong_storage as storage;
 

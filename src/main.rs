@@ -11,7 +11,7 @@ use wukong::storage::StorageError;
 use wukong::workload::{
     Algorithm, Mode, Params, Remote, SolveKind, SvdKind, Workload, WorkloadReport,
 };
-use wukong::{BackendKind, QrMethod, Scheduler};
+use wukong::{BackendKind, Panel, QrMethod, Scheduler};
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +77,14 @@ enum AlgorithmArg {
     Svd,
     /// A solve with --rhs right-hand sides: --solve triangular, cholesky or lstsq.
     Solve,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PanelArg {
+    /// Each tile eliminated against the running R in turn (TS kernels).
+    Flat,
+    /// Tiles factored at once, their Rs eliminated up a binary tree (TT kernels).
+    Binary,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -154,6 +162,10 @@ struct RunArgs {
     /// TSQR: form Q explicitly, not only R.
     #[arg(long)]
     q: bool,
+    /// Tile QR and full SVD: how the tiles of a panel are reduced (binary:
+    /// communication-avoiding, shorter critical path, more flops).
+    #[arg(long, value_enum, default_value = "flat")]
+    panel: PanelArg,
     /// SVD: which one.
     #[arg(long, value_enum, default_value = "tall")]
     svd: SvdArg,
@@ -382,6 +394,10 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
                 LeafArg::CholeskyQr2 => QrMethod::CholeskyQr2,
             },
             explicit_q: args.q,
+            panel: match args.panel {
+                PanelArg::Flat => Panel::Flat,
+                PanelArg::Binary => Panel::Binary,
+            },
             svd: match args.svd {
                 SvdArg::Tall => SvdKind::Tall,
                 SvdArg::Randomized => SvdKind::Randomized,

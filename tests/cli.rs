@@ -71,7 +71,10 @@ fn run_json_has_every_documented_field() {
 
 #[test]
 fn qr_svd_and_solves_from_the_command_line() {
-    let runs: [&[&str]; 10] = [
+    let runs: [&[&str]; 11] = [
+        &[
+            "qr", "--m", "300", "--n", "200", "--tile", "64", "--q", "--panel", "binary",
+        ],
         &[
             "svd",
             "--svd",

@@ -103,6 +103,8 @@ pub struct Entry {
     pub leaf: Option<String>,
     /// TSQR: form Q (default false).
     pub q: Option<bool>,
+    /// Tile QR, full SVD: `flat` (default) or `binary` panels.
+    pub panel: Option<String>,
     /// SVD: `tall` (default) or `randomized`.
     pub svd: Option<String>,
     /// SVD: singular vectors too (default false).
@@ -130,6 +132,10 @@ impl Entry {
                 None => defaults.leaf,
             },
             explicit_q: self.q.unwrap_or(defaults.explicit_q),
+            panel: match &self.panel {
+                Some(panel) => panel.parse()?,
+                None => defaults.panel,
+            },
             svd: match self.svd.as_deref() {
                 None | Some("tall") => SvdKind::Tall,
                 Some("randomized") => SvdKind::Randomized,

@@ -435,7 +435,13 @@ impl Lazy {
         crate::algorithms::qr::check_qr(m.map.layout, None)?;
         let (r, q, _) = {
             let mut state = self.state.borrow_mut();
-            crate::algorithms::qr::emit_qr(&mut state.builder, &m.map, explicit_q, None)?
+            crate::algorithms::qr::emit_qr(
+                &mut state.builder,
+                &m.map,
+                crate::Panel::default(),
+                explicit_q,
+                None,
+            )?
         };
         Ok((q.map(|q| self.with(q)), self.with(r)))
     }

@@ -43,10 +43,11 @@ pub mod tile;
 
 pub use algorithms::cholesky::{CholeskyPlan, cholesky_flops, cholesky_plan, cholesky_task_count};
 pub use algorithms::gemm::{GemmPlan, gemm_flops, gemm_plan};
-pub use algorithms::qr::{QrPlan, qr_plan};
+pub use algorithms::qr::{Panel, QrPlan, qr_plan, qr_plan_with};
 pub use algorithms::solve::{SolvePlan, cholesky_solve_plan, lstsq_plan, triangular_solve_plan};
 pub use algorithms::svd::{
-    RandomizedSvd, SvdPlan, V, full_svd_plan, randomized_svd_plan, tall_svd_plan,
+    RandomizedSvd, SvdPlan, V, full_svd_plan, full_svd_plan_with, randomized_svd_plan,
+    tall_svd_plan,
 };
 pub use algorithms::tsqr::{Tree, TsqrPlan, tsqr_plan};
 pub use algorithms::{TileMap, execute_serial};

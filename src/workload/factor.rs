@@ -8,9 +8,10 @@ use ndarray::{Array2, ArrayView2, s};
 use serde::Serialize;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
-    BlockMatrix, Diagonal, LinalgError, QrMethod, RandomizedSvd, Side, SvdParts, TileBackend,
-    TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, full_svd_plan, lstsq_plan, qr_plan,
-    randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan, tsqr_plan,
+    BlockMatrix, Diagonal, LinalgError, Panel, QrMethod, RandomizedSvd, Side, SvdParts,
+    TileBackend, TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, full_svd_plan_with,
+    lstsq_plan, qr_plan_with, randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan,
+    tsqr_plan,
 };
 
 use super::{Algorithm, Timings, Workload, WorkloadReport};
@@ -49,6 +50,8 @@ pub struct Params {
     pub leaf: QrMethod,
     /// TSQR: form `Q` explicitly (else `R` only).
     pub explicit_q: bool,
+    /// Tile QR and full SVD: how panels are reduced.
+    pub panel: Panel,
     /// Which SVD.
     pub svd: SvdKind,
     /// SVD: compute singular vectors too.
@@ -71,6 +74,7 @@ impl Default for Params {
             arity: 2,
             leaf: QrMethod::Householder,
             explicit_q: false,
+            panel: Panel::Flat,
             svd: SvdKind::Tall,
             vectors: false,
             rank: 100,
@@ -223,7 +227,7 @@ impl Workload {
         let square = |rows, cols| TileLayout::square_tiles(rows, cols, self.tile);
         Ok(match (self.algorithm, p.svd, p.solve) {
             (Algorithm::Tsqr, ..) => tsqr_plan(tall(n)?, self.tree(), p.explicit_q)?.dag,
-            (Algorithm::Qr, ..) => qr_plan(square(m, n)?, p.explicit_q, None)?.dag,
+            (Algorithm::Qr, ..) => qr_plan_with(square(m, n)?, p.panel, p.explicit_q, None)?.dag,
             (Algorithm::Svd, SvdKind::Tall, _) => {
                 tall_svd_plan(tall(n)?, self.tree(), p.vectors)?.dag
             }
@@ -232,7 +236,7 @@ impl Workload {
             }
             // A wide matrix is factored transposed.
             (Algorithm::Svd, SvdKind::Full, _) => {
-                full_svd_plan(square(m.max(n), m.min(n))?, p.vectors)?.dag
+                full_svd_plan_with(square(m.max(n), m.min(n))?, p.panel, p.vectors)?.dag
             }
             (_, _, SolveKind::Triangular) => {
                 triangular_solve_plan(
@@ -308,7 +312,7 @@ impl Workload {
         let (mut timings, tasks, factors, (r_ref, q_ref)) = self.measure(
             || {
                 let f = if tiled {
-                    let f = runtime.qr_with(&a, p.explicit_q, options)?;
+                    let f = runtime.qr_with_panel(&a, p.panel, p.explicit_q, options)?;
                     crate::QrFactors {
                         q: f.q,
                         r: f.r.to_array(),
@@ -385,7 +389,7 @@ impl Workload {
             || {
                 let f = match p.svd {
                     SvdKind::Tall => runtime.svd_tall(&a, self.tree(), p.vectors, options)?,
-                    SvdKind::Full => runtime.svd_full(&a, p.vectors, options)?,
+                    SvdKind::Full => runtime.svd_full_with(&a, p.panel, p.vectors, options)?,
                     SvdKind::Randomized => runtime.randomized_svd(
                         &a,
                         self.randomized(),

@@ -32,8 +32,11 @@ pub struct QrPlan {
 
 /// One factorization: which tile rows it covers and its factored form.
 pub(crate) struct Step {
-    /// Tile row of the running `R` (the diagonal tile's row).
+    /// Tile row of the surviving `R` (the diagonal tile's row for a flat
+    /// panel).
     k: usize,
+    /// Tile column of the panel.
+    col: usize,
     /// The eliminated tile row (`k` itself for GEQRT).
     i: usize,
     f: DataId,
@@ -99,65 +102,165 @@ fn apply_back(builder: &mut DagBuilder<TileOp>, steps: &[Step], x: &mut TileMap)
     }
 }
 
+/// How the tiles of a panel are reduced to one `R`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Panel {
+    /// The top tile is factored, then each tile below is eliminated against
+    /// the running `R` in turn (TS kernels): fewest flops, a critical path as
+    /// long as the panel.
+    #[default]
+    Flat,
+    /// Every tile is factored at once, then the `R`s are eliminated in pairs
+    /// up a binary tree (TT kernels): communication-avoiding, a critical path
+    /// of `log₂` of the panel's tiles, more flops. Panels whose tiles are
+    /// taller than the panel is wide fall back to `Flat`.
+    Binary,
+}
+
+impl std::str::FromStr for Panel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "flat" => Ok(Panel::Flat),
+            "binary" => Ok(Panel::Binary),
+            other => Err(format!(
+                "unknown panel tree `{other}`: expected flat or binary"
+            )),
+        }
+    }
+}
+
+/// Emits one factorization of the stacked `reads` (a tile, or two `R`s)
+/// with `rows` rows, applies its `Qᵀ` to the columns right of `k` (rows
+/// `survivor` and `eliminated`) and to every column of `extra`, and returns
+/// the new `R` and its rows.
+#[allow(clippy::too_many_arguments)] // one place that emits both kinds of step
+fn emit_step(
+    builder: &mut DagBuilder<TileOp>,
+    x: &mut TileMap,
+    (k, survivor, eliminated): (usize, usize, usize),
+    (reads, rows, tt): (&[DataId], usize, bool),
+    lq: bool,
+    extra: Option<&mut TileMap>,
+    steps: &mut Vec<Step>,
+) -> (DataId, usize) {
+    let cols = x.layout.cols_of(k);
+    let bytes = |r: usize, c: usize| (r * c * 8) as u64;
+    let reflectors = rows.min(cols);
+    let (f, c, r) = (
+        builder.data(bytes(rows, cols)),
+        builder.data(bytes(reflectors, reflectors)),
+        builder.data(bytes(reflectors, cols)),
+    );
+    // With `lq` a tile of the matrix (read last) is transposed; two `R`s
+    // (a TT step) are in the factored orientation already.
+    builder.task(
+        TileOp::HouseQr {
+            rows: rows as u64,
+            cols: dim32(cols),
+            parts: dim32(reads.len()),
+            lq: lq && !tt,
+            at: [dim32(eliminated), dim32(k)],
+        },
+        reads,
+        &[f, c, r],
+    );
+    let step = Step {
+        k: survivor,
+        col: k,
+        i: eliminated,
+        f,
+        c,
+        rows,
+        reflectors,
+    };
+    apply(builder, &step, x, k + 1, true, lq);
+    if let Some(b) = extra {
+        apply(builder, &step, b, 0, true, false);
+    }
+    steps.push(step);
+    (r, reflectors)
+}
+
 /// Emits the factorization of tile column `k` of `x` from tile row `first`
-/// down (GEQRT, then a TSQRT per tile below), applying each `Qᵀ` to the
-/// columns right of `k` and to every column of `extra`. Appends the
-/// factorizations to `steps` and returns the final `R` with its rows.
+/// down as `panel` says, applying each `Qᵀ` to the columns right of `k` and
+/// to every column of `extra`. Appends the factorizations to `steps` and
+/// returns the final `R` (in tile row `first`) with its rows.
+#[allow(clippy::too_many_arguments)] // the panel's coordinates and its options
 fn emit_panel(
     builder: &mut DagBuilder<TileOp>,
     x: &mut TileMap,
     k: usize,
     first: usize,
     lq: bool,
+    panel: Panel,
     mut extra: Option<&mut TileMap>,
     steps: &mut Vec<Step>,
 ) -> Option<(DataId, usize)> {
     let layout = x.layout;
     let cols = layout.cols_of(k);
-    let bytes = |r: usize, c: usize| (r * c * 8) as u64;
-    let mut running: Option<(DataId, usize)> = None;
-    for i in first..layout.grid().0 {
-        let Some(tile) = x.get(i, k) else { continue };
-        let mut reads = Vec::new();
-        let mut rows = layout.rows_of(i);
-        if let Some((r, r_rows)) = running {
-            reads.push(r);
-            rows += r_rows;
-        }
-        reads.push(tile);
-        let reflectors = rows.min(cols);
-        let (f, c, r) = (
-            builder.data(bytes(rows, cols)),
-            builder.data(bytes(16, reflectors)),
-            builder.data(bytes(reflectors, cols)),
-        );
-        builder.task(
-            TileOp::HouseQr {
-                rows: rows as u64,
-                cols: dim32(cols),
-                parts: dim32(reads.len()),
+    let present: Vec<(usize, DataId)> = (first..layout.grid().0)
+        .filter_map(|i| x.get(i, k).map(|tile| (i, tile)))
+        .collect();
+    // A TT step pairs whole tiles only: each tile must be as short as its R.
+    let binary = panel == Panel::Binary && present.iter().all(|&(i, _)| layout.rows_of(i) <= cols);
+    if !binary {
+        let mut running: Option<(DataId, usize)> = None;
+        let top = present.first().map_or(first, |&(i, _)| i);
+        for (i, tile) in present {
+            let (reads, rows) = match running {
+                Some((r, r_rows)) => (vec![r, tile], r_rows + layout.rows_of(i)),
+                None => (vec![tile], layout.rows_of(i)),
+            };
+            let survivor = if running.is_some() { top } else { i };
+            running = Some(emit_step(
+                builder,
+                x,
+                (k, survivor, i),
+                (&reads, rows, false),
                 lq,
-                at: [dim32(i), dim32(k)],
-            },
-            &reads,
-            &[f, c, r],
-        );
-        let step = Step {
-            k: first,
-            i,
-            f,
-            c,
-            rows,
-            reflectors,
-        };
-        apply(builder, &step, x, k + 1, true, lq);
-        if let Some(b) = extra.as_deref_mut() {
-            apply(builder, &step, b, 0, true, false);
+                extra.as_deref_mut(),
+                steps,
+            ));
         }
-        steps.push(step);
-        running = Some((r, reflectors));
+        return running;
     }
-    running
+    let mut level: Vec<(usize, DataId, usize)> = present
+        .into_iter()
+        .map(|(i, tile)| {
+            let (r, rows) = emit_step(
+                builder,
+                x,
+                (k, i, i),
+                (&[tile], layout.rows_of(i), false),
+                lq,
+                extra.as_deref_mut(),
+                steps,
+            );
+            (i, r, rows)
+        })
+        .collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match *pair {
+                [(s, rs, s_rows), (i, ri, i_rows)] => {
+                    let (r, rows) = emit_step(
+                        builder,
+                        x,
+                        (k, s, i),
+                        (&[rs, ri], s_rows + i_rows, true),
+                        lq,
+                        extra.as_deref_mut(),
+                        steps,
+                    );
+                    (s, r, rows)
+                }
+                _ => pair[0],
+            })
+            .collect();
+    }
+    level.first().map(|&(_, r, rows)| (r, rows))
 }
 
 /// The tiles of `R`, of the thin `Q` (with `explicit_q`) and of `Qᵀ·B`.
@@ -168,6 +271,7 @@ pub(crate) type QrTiles = (TileMap, Option<TileMap>, Option<TileMap>);
 pub(crate) fn emit_qr(
     builder: &mut DagBuilder<TileOp>,
     a_map: &TileMap,
+    panel: Panel,
     explicit_q: bool,
     b_map: Option<&TileMap>,
 ) -> Result<QrTiles, LinalgError> {
@@ -179,7 +283,16 @@ pub(crate) fn emit_qr(
     let mut r_map = TileMap::new(r_layout);
     let mut steps = Vec::new();
     for k in 0..nt {
-        if let Some((r, _)) = emit_panel(builder, &mut x, k, k, false, qtb.as_mut(), &mut steps) {
+        if let Some((r, _)) = emit_panel(
+            builder,
+            &mut x,
+            k,
+            k,
+            false,
+            panel,
+            qtb.as_mut(),
+            &mut steps,
+        ) {
             r_map.set(k, k, r);
         }
         for j in k + 1..nt {
@@ -209,7 +322,7 @@ pub(crate) fn emit_qr(
             }
         }
         for step in steps.iter().rev() {
-            apply(builder, step, &mut e, step.k, false, false);
+            apply(builder, step, &mut e, step.col, false, false);
         }
         Some(e)
     } else {
@@ -237,6 +350,7 @@ pub(crate) struct BandForm {
 pub(crate) fn emit_band(
     builder: &mut DagBuilder<TileOp>,
     a_map: &TileMap,
+    panel: Panel,
 ) -> Result<BandForm, LinalgError> {
     let nt = a_map.layout.grid().1;
     let mut x = a_map.clone();
@@ -247,13 +361,22 @@ pub(crate) fn emit_band(
     };
     let missing = || shape_mismatch("band reduction", "a panel has no tiles".into());
     for k in 0..nt {
-        let (r, _) =
-            emit_panel(builder, &mut x, k, k, false, None, &mut band.left).ok_or_else(missing)?;
+        let (r, _) = emit_panel(builder, &mut x, k, k, false, panel, None, &mut band.left)
+            .ok_or_else(missing)?;
         band.parts.push(r);
         if k + 1 < nt {
             let mut xt = x.transposed()?;
-            let (l, _) = emit_panel(builder, &mut xt, k, k + 1, true, None, &mut band.right)
-                .ok_or_else(missing)?;
+            let (l, _) = emit_panel(
+                builder,
+                &mut xt,
+                k,
+                k + 1,
+                true,
+                panel,
+                None,
+                &mut band.right,
+            )
+            .ok_or_else(missing)?;
             band.parts.push(l);
             x = xt.transposed()?;
         }
@@ -321,11 +444,21 @@ pub fn qr_plan(
     explicit_q: bool,
     rhs: Option<TileLayout>,
 ) -> Result<QrPlan, LinalgError> {
+    qr_plan_with(a, Panel::default(), explicit_q, rhs)
+}
+
+/// [`qr_plan`] with the panels reduced as `panel` says.
+pub fn qr_plan_with(
+    a: TileLayout,
+    panel: Panel,
+    explicit_q: bool,
+    rhs: Option<TileLayout>,
+) -> Result<QrPlan, LinalgError> {
     check_qr(a, rhs)?;
     let mut builder = DagBuilder::new();
     let a_map = TileMap::inputs(&mut builder, a);
     let b_map = rhs.map(|b| TileMap::inputs(&mut builder, b));
-    let (r_map, q, qtb) = emit_qr(&mut builder, &a_map, explicit_q, b_map.as_ref())?;
+    let (r_map, q, qtb) = emit_qr(&mut builder, &a_map, panel, explicit_q, b_map.as_ref())?;
     for map in [Some(&r_map), q.as_ref(), qtb.as_ref()]
         .into_iter()
         .flatten()

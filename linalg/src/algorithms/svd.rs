@@ -17,7 +17,7 @@
 use wukong_dag::{Dag, DagBuilder, DataId};
 
 use super::gemm::{Operand, emit_product};
-use super::qr::{check_qr, emit_band, emit_band_back};
+use super::qr::{Panel, check_qr, emit_band, emit_band_back};
 use super::tsqr::{Tree, TsqrTree, check_arity, column_tiles};
 use super::{TileMap, dim32};
 use crate::error::shape_mismatch;
@@ -120,6 +120,15 @@ pub fn tall_svd_plan(
 /// tiles) through its tile reduction to band form; the bandwidth is the tile
 /// size, which sets the cost of the serial second stage (`≈ 12·n²·b` flops).
 pub fn full_svd_plan(a: TileLayout, vectors: bool) -> Result<SvdPlan, LinalgError> {
+    full_svd_plan_with(a, Panel::default(), vectors)
+}
+
+/// [`full_svd_plan`] with the QR and LQ panels reduced as `panel` says.
+pub fn full_svd_plan_with(
+    a: TileLayout,
+    panel: Panel,
+    vectors: bool,
+) -> Result<SvdPlan, LinalgError> {
     check_qr(a, None).map_err(|e| match e {
         LinalgError::ShapeMismatch { detail, .. } => shape_mismatch("svd", detail),
         other => other,
@@ -127,7 +136,7 @@ pub fn full_svd_plan(a: TileLayout, vectors: bool) -> Result<SvdPlan, LinalgErro
     let (n, b) = (a.cols(), a.tile_cols());
     let mut builder = DagBuilder::new();
     let a_map = TileMap::inputs(&mut builder, a);
-    let band = emit_band(&mut builder, &a_map)?;
+    let band = emit_band(&mut builder, &a_map, panel)?;
     let op = TileOp::BandSvd {
         rows: a.rows() as u64,
         n: dim32(n),

@@ -247,26 +247,29 @@ fn tall_svd_matches_the_whole_matrix_svd() {
 
 #[test]
 fn full_svd_through_band_form_matches_the_whole_matrix_svd() {
-    // Square, tall, ragged last tiles, one tile, tiles of one column.
+    // Square, tall, ragged last tiles, one tile, tiles of one column; both
+    // panel trees.
+    use crate::Panel::{Binary, Flat};
     let cases = [
-        (90, 90, 16),
-        (75, 61, 16),
-        (130, 97, 32),
-        (40, 40, 64),
-        (23, 17, 1),
+        (90, 90, 16, Flat),
+        (75, 61, 16, Binary),
+        (130, 97, 32, Flat),
+        (130, 97, 32, Binary),
+        (40, 40, 64, Binary),
+        (23, 17, 1, Binary),
     ];
     for backend in backends() {
-        for &(m, n, tile) in &cases {
+        for &(m, n, tile, panel) in &cases {
             let a = random(m, n, 31);
-            let what = format!("{:?} {m}×{n} tile {tile}", backend.kind());
+            let what = format!("{:?} {m}×{n} tile {tile} {panel:?}", backend.kind());
             let reference = backend.svd_whole(a.clone(), 2, false).unwrap().s;
             let layout = TileLayout::square_tiles(m, n, tile).unwrap();
-            let plan = full_svd_plan(layout, false).unwrap();
+            let plan = crate::full_svd_plan_with(layout, panel, false).unwrap();
             let values = execute_serial(&plan.dag, inputs(&plan.a, &a), backend).unwrap();
             let s: Vec<f64> = values[&plan.s].iter().copied().collect();
             assert_eq!(s.len(), n, "{what}");
             assert_values_match(&s, &reference, &what);
-            let plan = full_svd_plan(layout, true).unwrap();
+            let plan = crate::full_svd_plan_with(layout, panel, true).unwrap();
             let values = execute_serial(&plan.dag, inputs(&plan.a, &a), backend).unwrap();
             let s: Vec<f64> = values[&plan.s].iter().copied().collect();
             assert_values_match(&s, &reference, &what);
@@ -494,16 +497,21 @@ fn tiled_qr_factors_general_matrices_and_applies_q() {
         (50, 20, 64),
         (260, 100, 100),
         (129, 128, 32),
+        (300, 64, 16),
     ] {
         let a = random(m, n, 41);
         let b = random(m, 3, 42);
-        let plan = crate::qr_plan(
-            TileLayout::square_tiles(m, n, tile).unwrap(),
-            true,
-            Some(TileLayout::new(m, 3, tile, tile).unwrap()),
-        )
-        .unwrap();
-        for backend in backends() {
+        for (panel, backend) in [crate::Panel::Flat, crate::Panel::Binary]
+            .into_iter()
+            .flat_map(|panel| backends().into_iter().map(move |b| (panel, b)))
+        {
+            let plan = crate::qr_plan_with(
+                TileLayout::square_tiles(m, n, tile).unwrap(),
+                panel,
+                true,
+                Some(TileLayout::new(m, 3, tile, tile).unwrap()),
+            )
+            .unwrap();
             let mut given = inputs(&plan.a, &a);
             given.extend(inputs(plan.b.as_ref().unwrap(), &b));
             let values = execute_serial(&plan.dag, given, backend).unwrap();
@@ -511,7 +519,7 @@ fn tiled_qr_factors_general_matrices_and_applies_q() {
                 gather(plan.q.as_ref().unwrap(), &values),
                 gather(&plan.r, &values),
             );
-            let what = format!("{m}×{n} tile {tile}");
+            let what = format!("{m}×{n} tile {tile} {panel:?}");
             assert!(orthogonality(&q) < 1e-13, "{what}: {}", orthogonality(&q));
             assert!(
                 norm((&a - &q.dot(&r)).view()) / norm(a.view()) < 1e-14 * m as f64,
