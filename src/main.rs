@@ -157,7 +157,7 @@ struct RunArgs {
     /// TSQR, SVD, least squares: how tiles are factored (cholesky-qr2 is
     /// faster on tall tiles and falls back to Householder where it would
     /// lose accuracy).
-    #[arg(long, value_enum, default_value = "householder")]
+    #[arg(long, value_enum, default_value = "cholesky-qr2")]
     leaf: LeafArg,
     /// TSQR: form Q explicitly, not only R.
     #[arg(long)]

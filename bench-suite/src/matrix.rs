@@ -99,7 +99,7 @@ pub struct Entry {
     pub seed: Option<u64>,
     /// TSQR, tall SVD, least squares: reduction-tree arity (default 2).
     pub arity: Option<usize>,
-    /// TSQR, SVD, least squares: `householder` (default) or `cholesky-qr2` tiles.
+    /// TSQR, SVD, least squares: `cholesky-qr2` (default) or `householder` tiles.
     pub leaf: Option<String>,
     /// TSQR: form Q (default false).
     pub q: Option<bool>,

@@ -72,7 +72,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             arity: 2,
-            leaf: QrMethod::Householder,
+            leaf: QrMethod::default(),
             explicit_q: false,
             panel: Panel::Flat,
             svd: SvdKind::Tall,

@@ -27,18 +27,19 @@ pub struct Tree {
 }
 
 impl Default for Tree {
-    /// A binary tree of Householder QRs.
+    /// A binary tree with the default leaves (CholeskyQR2, falling back to
+    /// Householder).
     fn default() -> Self {
         Self::from(2)
     }
 }
 
 impl From<usize> for Tree {
-    /// A tree of `arity` with Householder leaves.
+    /// A tree of `arity` with the default leaves.
     fn from(arity: usize) -> Self {
         Self {
             arity,
-            leaf: QrMethod::Householder,
+            leaf: QrMethod::default(),
         }
     }
 }

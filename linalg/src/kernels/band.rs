@@ -618,35 +618,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod timing {
-    #[test]
-    #[ignore = "timing only"]
-    fn band_reduction_time() {
-        for (n, b) in [(4096, 128), (4096, 256), (4096, 512)] {
-            let values = super::tests_random(n * (b + 1));
-            let mut band = super::Band::zeros(n, b);
-            for r in 0..n {
-                for c in r..n.min(r + b + 1) {
-                    band.set(r, c, values[r * (b + 1) + c - r]);
-                }
-            }
-            let t = std::time::Instant::now();
-            let (d, e) = band.into_bidiagonal_on(2);
-            let t1 = t.elapsed();
-            let s = super::bidiagonal_singular_values(d, e).unwrap();
-            eprintln!(
-                "n {n} b {b}: band {:?}, bidiagonal {:?}, σ₁ {}",
-                t1,
-                t.elapsed() - t1,
-                s[0]
-            );
-        }
-    }
-}
-#[cfg(test)]
-fn tests_random(len: usize) -> Vec<f64> {
-    let mut rng = crate::rng::TileRng::for_tile(5, 0, 0);
-    (0..len).map(|_| rng.symmetric_unit()).collect()
-}
