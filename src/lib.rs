@@ -30,6 +30,7 @@
 //! # Ok::<(), wukong::Error>(())
 //! ```
 
+mod alloc;
 mod decompose;
 #[cfg(feature = "lambda")]
 pub mod lambda;
@@ -39,6 +40,7 @@ pub mod remote;
 mod runtime;
 pub mod workload;
 
+pub use alloc::LargePages;
 pub use decompose::{QrFactors, Solved, SvdFactors, TiledQr};
 pub use process::prepare_process;
 pub use runtime::{Computed, Error, Runtime};

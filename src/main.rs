@@ -256,6 +256,9 @@ struct RunArgs {
     report: Option<std::path::PathBuf>,
 }
 
+#[global_allocator]
+static ALLOCATOR: wukong::LargePages = wukong::LargePages;
+
 fn main() -> ExitCode {
     wukong::prepare_process();
     let cli = Cli::parse();

@@ -10,11 +10,12 @@ pub fn zeros(rows: usize, cols: usize) -> Tile {
     Array2::zeros((rows, cols).f())
 }
 
-/// A column-major copy of any matrix view.
+/// A column-major copy of any matrix view (written once, not zeroed first).
 pub fn to_column_major(view: ArrayView2<'_, f64>) -> Tile {
-    let mut tile = zeros(view.nrows(), view.ncols());
-    tile.assign(&view);
-    tile
+    let mut tile = Array2::uninit((view.nrows(), view.ncols()).f());
+    view.assign_to(&mut tile);
+    // SAFETY: `assign_to` wrote every element.
+    unsafe { tile.assume_init() }
 }
 
 /// The tile itself when nobody else holds it (no copy), else a copy.

@@ -4,6 +4,9 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 
+#[global_allocator]
+static ALLOCATOR: wukong::LargePages = wukong::LargePages;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     wukong::prepare_process();

@@ -119,6 +119,9 @@ enum AlgorithmArg {
     Cholesky,
 }
 
+#[global_allocator]
+static ALLOCATOR: wukong::LargePages = wukong::LargePages;
+
 fn main() -> ExitCode {
     wukong::prepare_process();
     let result = match Cli::parse().command {
