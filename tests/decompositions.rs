@@ -256,6 +256,43 @@ fn least_squares_matches_the_normal_equations_answer() {
 }
 
 #[test]
+fn lazy_svd_composes_with_products_and_transposes() {
+    // σ(AᵀA) = σ(A)² in one graph with the product; and the SVD of a wide
+    // W through its transpose, Wᵀ = U·Σ·Vᵀ.
+    let a = BlockMatrix::random(160, 90, 32, 32, 31).unwrap();
+    let w = BlockMatrix::random(70, 150, 32, 32, 32).unwrap();
+    let sigma = faer().svd_whole(a.to_array(), 2, false).unwrap().s;
+    let sigma_w = faer().svd_whole(w.to_array(), 2, false).unwrap().s;
+    for rt in runtimes() {
+        let graph = wukong::Graph::new();
+        let (la, lw) = (graph.input(&a).unwrap(), graph.input(&w).unwrap());
+        let (s, none) = la.t().matmul(&la).unwrap().svd(false).unwrap();
+        assert!(none.is_none());
+        let (sw, vectors) = lw.t().svd(true).unwrap();
+        let (u, v) = vectors.unwrap();
+        let err = lw.svd(false).unwrap_err();
+        assert!(err.to_string().contains("at least as many rows"), "{err}");
+        let (results, _) = rt
+            .compute(&graph, &[&s, &sw, &u, &v], &Default::default())
+            .unwrap();
+        let squares: Vec<f64> = sigma.iter().map(|x| x * x).collect();
+        let got: Vec<f64> = results[0].to_array().iter().copied().collect();
+        assert!(value_error(&got, &squares) < 1e-10, "{got:?}");
+        let values: Vec<f64> = results[1].to_array().iter().copied().collect();
+        assert!(value_error(&values, &sigma_w) < 1e-10);
+        let (uw, vw) = (results[2].to_array(), results[3].to_array());
+        assert_eq!((uw.dim(), vw.dim()), ((150, 70), (70, 70)));
+        let mut us = uw.clone();
+        for (mut column, x) in us.columns_mut().into_iter().zip(&values) {
+            column.mapv_inplace(|v| v * x);
+        }
+        let wt = w.to_array().t().to_owned();
+        assert!(relative_difference(&us.dot(&vw.t()), &wt) < 1e-13);
+        assert!(orthogonality(&uw) < 1e-12 && orthogonality(&vw) < 1e-12);
+    }
+}
+
+#[test]
 fn lazy_composition_runs_ridge_regression_as_one_graph() {
     let (m, n, tile, lambda) = (300, 70, 32, 0.75);
     let a = BlockMatrix::random(m, n, tile, tile, 21).unwrap();

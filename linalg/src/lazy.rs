@@ -446,6 +446,33 @@ impl Lazy {
         Ok((q.map(|q| self.with(q)), self.with(r)))
     }
 
+    /// The full SVD of this matrix (at least as many rows as columns, square
+    /// tiles; factor `self.t()` for a wide one) through its tile reduction to
+    /// band form, with the default panels: `(s, vectors)`, `s` the singular
+    /// values largest first as an `n × 1` matrix and, with `vectors`, `(U, V)`
+    /// (`U` tiled like this matrix, `V` `n × n` in square tiles).
+    pub fn svd(&self, vectors: bool) -> Result<(Lazy, Option<(Lazy, Lazy)>), LinalgError> {
+        let m = self.materialized()?;
+        let layout = m.map.layout;
+        crate::algorithms::svd::check_full(layout)?;
+        let (s, parts) = {
+            let mut state = self.state.borrow_mut();
+            crate::algorithms::svd::emit_full_svd(
+                &mut state.builder,
+                &m.map,
+                crate::Panel::default(),
+                vectors,
+            )?
+        };
+        let n = layout.cols();
+        let mut s_map = TileMap::new(TileLayout::new(n, 1, n.max(1), 1)?);
+        s_map.set(0, 0, s);
+        Ok((
+            self.with(s_map),
+            parts.map(|(u, v)| (self.with(u), self.with(v))),
+        ))
+    }
+
     /// `X` solving `self·X = B` for this symmetric positive-definite matrix:
     /// its Cholesky factor and two triangular solves, in the same graph.
     pub fn cholesky_solve(&self, b: &Lazy) -> Result<Lazy, LinalgError> {

@@ -129,14 +129,51 @@ pub fn full_svd_plan_with(
     panel: Panel,
     vectors: bool,
 ) -> Result<SvdPlan, LinalgError> {
+    check_full(a)?;
+    let mut builder = DagBuilder::new();
+    let a_map = TileMap::inputs(&mut builder, a);
+    let (s, parts) = emit_full_svd(&mut builder, &a_map, panel, vectors)?;
+    builder.output(s);
+    let (u, v) = match parts {
+        Some((u, v)) => {
+            for item in u.items.iter().chain(&v.items).flatten() {
+                builder.output(*item);
+            }
+            (Some(u), Some(V::Tiles(v)))
+        }
+        None => (None, None),
+    };
+    Ok(SvdPlan {
+        dag: builder.build()?,
+        a: a_map,
+        omega: None,
+        s,
+        k: a.cols(),
+        u,
+        v,
+    })
+}
+
+/// Checks that the full SVD applies to `a` (tile QR's conditions).
+pub(crate) fn check_full(a: TileLayout) -> Result<(), LinalgError> {
     check_qr(a, None).map_err(|e| match e {
         LinalgError::ShapeMismatch { detail, .. } => shape_mismatch("svd", detail),
         other => other,
-    })?;
+    })
+}
+
+/// Emits the full SVD of `a_map` (checked by [`check_full`]): the item of
+/// the singular values (`n × 1`) and, with `vectors`, the tiles of `U`
+/// (laid out like `A`) and of `V` (`n × n`, square tiles).
+pub(crate) fn emit_full_svd(
+    builder: &mut DagBuilder<TileOp>,
+    a_map: &TileMap,
+    panel: Panel,
+    vectors: bool,
+) -> Result<(DataId, Option<(TileMap, TileMap)>), LinalgError> {
+    let a = a_map.layout;
     let (n, b) = (a.cols(), a.tile_cols());
-    let mut builder = DagBuilder::new();
-    let a_map = TileMap::inputs(&mut builder, a);
-    let band = emit_band(&mut builder, &a_map, panel)?;
+    let band = emit_band(builder, a_map, panel)?;
     let op = TileOp::BandSvd {
         rows: a.rows() as u64,
         n: dim32(n),
@@ -150,30 +187,15 @@ pub fn full_svd_plan_with(
         })
         .collect();
     builder.task(op, &band.parts, &outputs);
-    let s = outputs[0];
-    builder.output(s);
-    let (u, v) = if vectors {
-        let (mt, nt) = a.grid();
-        let mut u = TileMap::full(a, &outputs[1..1 + mt * nt]);
-        let mut v = TileMap::full(TileLayout::square_tiles(n, n, b)?, &outputs[1 + mt * nt..]);
-        emit_band_back(&mut builder, &band, &mut u, true);
-        emit_band_back(&mut builder, &band, &mut v, false);
-        for item in u.items.iter().chain(&v.items).flatten() {
-            builder.output(*item);
-        }
-        (Some(u), Some(V::Tiles(v)))
-    } else {
-        (None, None)
-    };
-    Ok(SvdPlan {
-        dag: builder.build()?,
-        a: a_map,
-        omega: None,
-        s,
-        k: n,
-        u,
-        v,
-    })
+    if !vectors {
+        return Ok((outputs[0], None));
+    }
+    let (mt, nt) = a.grid();
+    let mut u = TileMap::full(a, &outputs[1..1 + mt * nt]);
+    let mut v = TileMap::full(TileLayout::square_tiles(n, n, b)?, &outputs[1 + mt * nt..]);
+    emit_band_back(builder, &band, &mut u, true);
+    emit_band_back(builder, &band, &mut v, false);
+    Ok((outputs[0], Some((u, v))))
 }
 
 /// Settings of a randomized SVD.
