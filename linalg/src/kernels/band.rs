@@ -222,15 +222,19 @@ struct Chase {
 unsafe impl Sync for Chase {}
 
 impl Chase {
-    /// Row `r`, columns `from ..= to`.
+    /// Row `r`, columns `from ..= to` (panics outside the band's window).
     ///
     /// # Safety
-    /// The entries lie in the band's window and no other thread touches
-    /// them while the slice lives.
+    /// No other thread touches these entries while the slice lives, and no
+    /// other slice of them is alive.
     unsafe fn row<'a>(&self, r: usize, from: usize, to: usize) -> &'a mut [f64] {
-        debug_assert!(from + self.b >= r && to <= r + 2 * self.b && from <= to && to < self.n);
-        // SAFETY: in the window, so inside the allocation; exclusive by the
-        // caller's promise.
+        // Checked in release builds too: the slice is built from a raw pointer.
+        assert!(
+            from + self.b >= r && to <= r + 2 * self.b && from <= to && to < self.n,
+            "row {r}, columns {from}..={to} leave the band window"
+        );
+        // SAFETY: in the window (checked above), so inside the allocation;
+        // exclusive by the caller's promise.
         unsafe {
             std::slice::from_raw_parts_mut(
                 self.values.add(r * self.width + from + self.b - r),
