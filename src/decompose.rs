@@ -289,7 +289,7 @@ impl Runtime {
             return self.run_svd(&plan, tiles_of(&plan.a, a), plan.k, options);
         }
         let layout = a.layout();
-        let flipped = TileLayout::new(n, m, layout.tile_cols(), layout.tile_rows())?;
+        let flipped = layout.transposed();
         let plan = full_svd_plan_with(flipped, panel, vectors)?;
         a.check_finite("A")?;
         let at = BlockMatrix::from_fn(flipped, |i, j, _| tile::to_column_major(a.tile(j, i).t()));

@@ -41,6 +41,16 @@ impl TileLayout {
         })
     }
 
+    /// The layout of the transposed matrix (always valid when this one is).
+    pub fn transposed(&self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            tile_rows: self.tile_cols,
+            tile_cols: self.tile_rows,
+        }
+    }
+
     /// A layout in square `tile × tile` tiles.
     pub fn square_tiles(rows: usize, cols: usize, tile: usize) -> Result<Self, LinalgError> {
         Self::new(rows, cols, tile, tile)
@@ -141,6 +151,13 @@ mod tests {
         let l = TileLayout::square_tiles(5, 3, 100).unwrap();
         assert_eq!(l.grid(), (1, 1));
         assert_eq!(l.tile_shape(0, 0), (5, 3));
+    }
+
+    #[test]
+    fn transposing_swaps_shape_and_tiles() {
+        let l = TileLayout::new(70, 30, 16, 64).unwrap();
+        assert_eq!(l.transposed(), TileLayout::new(30, 70, 30, 16).unwrap());
+        assert_eq!(l.transposed().transposed(), l);
     }
 
     #[test]

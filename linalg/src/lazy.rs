@@ -202,7 +202,7 @@ impl Lazy {
         let l = self.map.layout;
         match self.trans {
             Transpose::No => Ok(l),
-            Transpose::Yes => TileLayout::new(l.cols(), l.rows(), l.tile_cols(), l.tile_rows()),
+            Transpose::Yes => Ok(l.transposed()),
         }
     }
 

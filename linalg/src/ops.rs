@@ -937,13 +937,7 @@ fn band_svd(
         let (d, e) = band.into_bidiagonal_on(threads);
         return Ok(vec![column(bidiagonal_singular_values(d, e)?)?]);
     }
-    let mut dense = tile::zeros(n, n);
-    for r in 0..n {
-        for c in r..n.min(r + b + 1) {
-            dense[[r, c]] = band.get(r, c);
-        }
-    }
-    let parts = backend.svd_whole(dense, threads, true)?;
+    let parts = backend.svd_whole(band.to_dense(), threads, true)?;
     let (Some(u), Some(vt)) = (parts.u, parts.vt) else {
         return Err(LinalgError::NoConvergence {
             operation: "band svd",

@@ -83,15 +83,9 @@ impl TileMap {
     /// The same items as the tiles of the transposed matrix (the tiles
     /// themselves are not transposed: tile `(j, i)` of the result is the item
     /// of tile `(i, j)`).
-    pub(crate) fn transposed(&self) -> Result<Self, crate::LinalgError> {
+    pub(crate) fn transposed(&self) -> Self {
         let layout = self.layout;
-        let flipped = TileLayout::new(
-            layout.cols(),
-            layout.rows(),
-            layout.tile_cols(),
-            layout.tile_rows(),
-        )?;
-        let mut map = Self::new(flipped);
+        let mut map = Self::new(layout.transposed());
         let (rows, cols) = layout.grid();
         for i in 0..rows {
             for j in 0..cols {
@@ -100,7 +94,7 @@ impl TileMap {
                 }
             }
         }
-        Ok(map)
+        map
     }
 
     /// Data item of tile `(i, j)`.

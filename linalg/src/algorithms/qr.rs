@@ -365,7 +365,7 @@ pub(crate) fn emit_band(
             .ok_or_else(missing)?;
         band.parts.push(r);
         if k + 1 < nt {
-            let mut xt = x.transposed()?;
+            let mut xt = x.transposed();
             let (l, _) = emit_panel(
                 builder,
                 &mut xt,
@@ -378,7 +378,7 @@ pub(crate) fn emit_band(
             )
             .ok_or_else(missing)?;
             band.parts.push(l);
-            x = xt.transposed()?;
+            x = xt.transposed();
         }
     }
     Ok(band)

@@ -81,6 +81,17 @@ impl Band {
         self.values[i] = value;
     }
 
+    /// The band as a dense column-major `n × n` tile.
+    pub fn to_dense(&self) -> crate::Tile {
+        let mut dense = crate::tile::zeros(self.n, self.n);
+        for r in 0..self.n {
+            for c in r..self.n.min(r + self.b + 1) {
+                dense[[r, c]] = self.get(r, c);
+            }
+        }
+        dense
+    }
+
     /// The first non-finite entry, as `(row, col, value)`.
     pub fn first_non_finite(&self) -> Option<(usize, usize, f64)> {
         (0..self.n).find_map(|r| {
@@ -483,7 +494,6 @@ pub fn bidiagonal_singular_values(
 mod tests {
     use super::*;
     use crate::kernels::{FaerBackend, TileBackend};
-    use crate::tile;
 
     fn random(seed: u64, len: usize) -> Vec<f64> {
         let mut rng = crate::rng::TileRng::for_tile(seed, 0, 0);
@@ -492,6 +502,18 @@ mod tests {
 
     fn dense_values(a: crate::Tile) -> Vec<f64> {
         FaerBackend.svd(a, false).unwrap().s
+    }
+
+    /// The dense upper bidiagonal matrix with diagonal `d`, superdiagonal `e`.
+    fn bidiagonal(d: &[f64], e: &[f64]) -> crate::Tile {
+        let mut band = Band::zeros(d.len(), 1);
+        for (i, &v) in d.iter().enumerate() {
+            band.set(i, i, v);
+        }
+        for (i, &v) in e.iter().enumerate() {
+            band.set(i, i + 1, v);
+        }
+        band.to_dense()
     }
 
     fn assert_close(got: &[f64], want: &[f64], what: &str) {
@@ -509,13 +531,7 @@ mod tests {
     fn bidiagonal_values_match_a_dense_svd() {
         for (seed, n) in [(1, 1), (2, 2), (3, 3), (4, 17), (5, 200)] {
             let (d, e) = (random(seed, n), random(seed + 100, n - 1));
-            let mut a = tile::zeros(n, n);
-            for i in 0..n {
-                a[[i, i]] = d[i];
-                if i + 1 < n {
-                    a[[i, i + 1]] = e[i];
-                }
-            }
+            let a = bidiagonal(&d, &e);
             let got = bidiagonal_singular_values(d, e).unwrap();
             assert_close(&got, &dense_values(a), &format!("n = {n}"));
         }
@@ -529,28 +545,14 @@ mod tests {
         for k in [0, 11, n - 1] {
             d[k] = 0.0;
         }
-        let mut a = tile::zeros(n, n);
-        for i in 0..n {
-            a[[i, i]] = d[i];
-            if i + 1 < n {
-                a[[i, i + 1]] = e[i];
-            }
-        }
-        let want = dense_values(a);
+        let want = dense_values(bidiagonal(&d, &e));
         assert_close(&bidiagonal_singular_values(d, e).unwrap(), &want, "zeros");
         let d: Vec<f64> = (0..60).map(|i| 10f64.powf(-f64::from(i) / 4.0)).collect();
         let e: Vec<f64> = (0..59)
             .map(|i| 10f64.powf(-f64::from(i) / 4.0 - 0.3))
             .collect();
-        let got = bidiagonal_singular_values(d.clone(), e.clone()).unwrap();
-        let mut a = tile::zeros(60, 60);
-        for i in 0..60 {
-            a[[i, i]] = d[i];
-            if i < 59 {
-                a[[i, i + 1]] = e[i];
-            }
-        }
-        assert_close(&got, &dense_values(a), "graded");
+        let want = dense_values(bidiagonal(&d, &e));
+        assert_close(&bidiagonal_singular_values(d, e).unwrap(), &want, "graded");
         // Diagonal already, huge and tiny scales.
         let got = bidiagonal_singular_values(vec![3e200, -2e-200, 1.0], vec![0.0, 0.0]).unwrap();
         // Accurate relative to the largest: the tiny one may round to zero.
@@ -606,16 +608,8 @@ mod tests {
             (18, 9, 30),
             (19, 1, 4),
         ] {
-            let values = random(seed, n * (b + 1));
-            let mut band = Band::zeros(n, b);
-            let mut a = tile::zeros(n, n);
-            for r in 0..n {
-                for c in r..n.min(r + b + 1) {
-                    let v = values[r * (b + 1) + c - r];
-                    band.set(r, c, v);
-                    a[[r, c]] = v;
-                }
-            }
+            let band = random_band(seed, n, b);
+            let a = band.to_dense();
             let (d, e) = band.into_bidiagonal();
             let got = bidiagonal_singular_values(d, e).unwrap();
             assert_close(&got, &dense_values(a), &format!("n = {n}, b = {b}"));
