@@ -152,7 +152,7 @@ struct RunArgs {
     tile: u64,
     /// TSQR, tall SVD, least squares: factors combined per node of the
     /// reduction tree.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..))]
     arity: u64,
     /// TSQR, SVD, least squares: how tiles are factored (cholesky-qr2 is
     /// faster on tall tiles and falls back to Householder where it would

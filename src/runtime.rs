@@ -300,6 +300,14 @@ impl Runtime {
         })
     }
 
+    /// Whether graphs run on worker processes or Lambda functions.
+    pub(crate) fn is_remote(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.remote.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     /// Runs a graph on this runtime's executors and returns its outputs and
     /// the run's report (with its cost estimate).
     pub(crate) fn run_graph(

@@ -435,3 +435,54 @@ fn bad_inputs_are_clear_errors() {
     let err = rt.svd_full(&a, true, &Default::default()).unwrap_err();
     assert!(err.to_string().contains("row 33, column 2"), "{err}");
 }
+
+#[test]
+fn tsqr_leaves_name_non_finite_input_and_accept_huge_finite_values() {
+    // The leaves check their own tiles (no pass over A before the run): the
+    // error names A and the value's position in the whole matrix, in every
+    // tile (the last one ragged), for both leaf methods and every scheduler.
+    let clean = BlockMatrix::random(150, 9, 40, 9, 4).unwrap().to_array();
+    for rt in runtimes() {
+        for leaf in [wukong::QrMethod::CholeskyQr2, wukong::QrMethod::Householder] {
+            let tree = wukong::Tree { arity: 2, leaf };
+            for (row, col, value) in [
+                (0, 0, f64::NAN),
+                (57, 4, f64::INFINITY),
+                (149, 8, f64::NEG_INFINITY),
+            ] {
+                let mut bad = clean.clone();
+                bad[[row, col]] = value;
+                let a = BlockMatrix::from_array(bad.view(), 40, 9).unwrap();
+                let what = format!("{} {leaf:?} ({row}, {col})", rt.scheduler().name());
+                for err in [
+                    rt.tsqr_with(&a, tree, true, &Default::default())
+                        .unwrap_err(),
+                    rt.svd_tall(&a, tree, false, &Default::default())
+                        .unwrap_err(),
+                ] {
+                    match err {
+                        Error::Linalg(LinalgError::NonFinite {
+                            matrix: "A",
+                            row: r,
+                            col: c,
+                            value: v,
+                        }) => assert!(
+                            (r, c) == (row, col) && (v == value || v.is_nan() && value.is_nan()),
+                            "{what}: reported ({r}, {c}) = {v}"
+                        ),
+                        other => panic!("{what}: {other:?}"),
+                    }
+                }
+            }
+            // Values whose squares overflow make CholeskyQR2's Gram matrix
+            // infinite: that is not an error, Householder factors the tile.
+            let huge = &clean * 1e300;
+            let a = BlockMatrix::from_array(huge.view(), 40, 9).unwrap();
+            let f = rt.tsqr_with(&a, tree, true, &Default::default()).unwrap();
+            let q = f.q.unwrap().to_array();
+            assert!(orthogonality(&q) < 1e-13, "{leaf:?}");
+            let product = q.dot(&(&f.r / 1e300));
+            assert!(relative_difference(&product, &clean) < 1e-13, "{leaf:?}");
+        }
+    }
+}

@@ -97,7 +97,7 @@ pub struct Entry {
     pub repeat: Option<usize>,
     /// Overrides [`Defaults::seed`].
     pub seed: Option<u64>,
-    /// TSQR, tall SVD, least squares: reduction-tree arity (default 2).
+    /// TSQR, tall SVD, least squares: reduction-tree arity (default 4).
     pub arity: Option<usize>,
     /// TSQR, SVD, least squares: `cholesky-qr2` (default) or `householder` tiles.
     pub leaf: Option<String>,

@@ -71,7 +71,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
-            arity: 2,
+            arity: Tree::default().arity,
             leaf: QrMethod::default(),
             explicit_q: false,
             panel: Panel::Flat,
