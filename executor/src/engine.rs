@@ -20,7 +20,13 @@
 //! Before an executor ends, it writes what it held for children that have not
 //! run, then closes its mailbox; a child delivered in between still runs here.
 //! The cache belongs to the worker (a thread here): the next executor started
-//! on the same worker finds the tiles of the previous ones.
+//! on the same worker finds the tiles of the previous ones. So in local mode
+//! an executor that holds claims and has nothing queued does not end while a
+//! task runs on another thread: it takes over starts queued for a worker (its
+//! thread would run them next, with the same cache) and runs what is
+//! delivered to it, and writes what it held only when no task runs anywhere.
+//! Cholesky 8192 in 256-tiles on 2 threads: store writes 692 → 277 MB (the
+//! result alone), reads 614 → 540 MB. Remote executors end at once.
 //!
 //! **numpywren-style** (central). Every task is its own executor taken from
 //! the central queue: it reads every input from the store, writes every output
@@ -48,7 +54,7 @@ const DONE_NODE: u64 = 1 << 32;
 
 use crate::cache::TileCache;
 use crate::invoke::{
-    Dispatcher, ExecutorId, InlineInputs, InvokeError, Mailbox, Platform, Remote, ThreadPool,
+    Dispatcher, ExecutorId, Idle, InlineInputs, InvokeError, Mailbox, Platform, Remote, ThreadPool,
 };
 use crate::{
     ExecError, ExecutorRecord, IoReport, Kernels, Progress, RunOptions, RunOutcome, RunReport,
@@ -568,6 +574,7 @@ struct Counters {
     claims: AtomicU64,
     invocations: AtomicU64,
     deliveries: AtomicU64,
+    adoptions: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, value: u64) {
@@ -591,6 +598,7 @@ impl Counters {
             claims: load(&self.claims),
             invocations: load(&self.invocations),
             deliveries: load(&self.deliveries),
+            adoptions: load(&self.adoptions),
         }
     }
 }
@@ -846,15 +854,7 @@ where
                 },
                 records: Vec::new(),
             };
-            // Kept for a duplicated invocation of the same task.
-            let handed = self.handoff.lock().get(&first).cloned().unwrap_or_default();
-            for (data, value) in handed {
-                let size = value.memory_bytes();
-                // Not durable: written to the store if it is ever evicted.
-                executor.cache.insert(data, value, size, false);
-                add(&self.io.inline_inputs, 1);
-            }
-            self.push(&mut executor, first, false);
+            self.start_at(&mut executor, first);
             if let Err(failure) = self.executor_loop(&mut executor) {
                 self.fail(pool, failure);
             }
@@ -873,6 +873,19 @@ where
             cache = Some(executor.cache);
         }
         (tasks, executors)
+    }
+
+    /// Queues the task an invocation starts at, with the inputs handed to it.
+    fn start_at(&self, executor: &mut Executor<K::Value>, task: TaskId) {
+        // Kept for a duplicated invocation of the same task.
+        let handed = self.handoff.lock().get(&task).cloned().unwrap_or_default();
+        for (data, value) in handed {
+            let size = value.memory_bytes();
+            // Not durable: written to the store if it is ever evicted.
+            executor.cache.insert(data, value, size, false);
+            add(&self.io.inline_inputs, 1);
+        }
+        self.push(executor, task, false);
     }
 
     fn fail(&self, pool: &ThreadPool, failure: ExecError<K::Error>) {
@@ -1005,6 +1018,23 @@ where
                         self.push(executor, task, true);
                     }
                     continue;
+                }
+                // Holding claims: wait for work rather than end and write
+                // what is held, where waiting costs nothing (local threads).
+                if let Some(mailbox) = executor
+                    .mailbox
+                    .as_ref()
+                    .filter(|_| !executor.held.is_empty())
+                {
+                    match self.platform.idle(mailbox) {
+                        Idle::Adopt(task) => {
+                            add(&self.io.adoptions, 1);
+                            self.start_at(executor, task);
+                            continue;
+                        }
+                        Idle::Mail => continue,
+                        Idle::End => {}
+                    }
                 }
                 // Write what others may need from here, then close the
                 // mailbox; whatever was delivered meanwhile still runs here.

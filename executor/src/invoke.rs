@@ -158,6 +158,28 @@ pub(crate) trait Platform: Invoker {
 
     /// Every task has finished.
     fn finish(&self) -> Result<(), InvokeError>;
+
+    /// An executor that holds claims has nothing left to run: what next.
+    /// Local threads, whose cache outlives executors, wait for whichever
+    /// comes first: a start queued for a worker (the caller takes it over,
+    /// as its thread would run it next anyway), mail for `mailbox`, or the
+    /// moment no other thread runs a task (then nothing can complete a held
+    /// child). Either way the held data stays off the store while it may
+    /// still be used here. Other platforms end at once.
+    fn idle(&self, _mailbox: &Mailbox) -> Idle {
+        Idle::End
+    }
+}
+
+/// What an executor with nothing queued but claims held does next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Run this start, which was waiting for a worker.
+    Adopt(TaskId),
+    /// Tasks were delivered.
+    Mail,
+    /// Write what is held and end.
+    End,
 }
 
 /// A [`Dispatcher`] seen as a platform without mailboxes.
@@ -231,6 +253,13 @@ impl Mailbox {
         Self(Mutex::new(Some(Vec::new())))
     }
 
+    fn has_mail(&self) -> bool {
+        self.0
+            .lock()
+            .as_ref()
+            .is_some_and(|tasks| !tasks.is_empty())
+    }
+
     /// Tasks delivered since the last call.
     pub(crate) fn take(&self) -> Vec<TaskId> {
         self.0
@@ -250,7 +279,10 @@ struct Queued {
 
 struct PoolState {
     queue: BinaryHeap<Queued>,
+    /// Threads waiting for work, those in [`Platform::idle`] included.
     idle: usize,
+    /// Threads in [`Platform::idle`]: their executors hold claims.
+    lingering: usize,
     finished: bool,
     stalled: bool,
 }
@@ -276,6 +308,7 @@ impl ThreadPool {
             state: Mutex::new(PoolState {
                 queue: BinaryHeap::new(),
                 idle: 0,
+                lingering: 0,
                 finished: false,
                 stalled: false,
             }),
@@ -308,11 +341,16 @@ impl ThreadPool {
                 return Some(queued.task.0);
             }
             if state.idle + 1 == self.threads {
-                state.stalled = true;
-                state.finished = true;
-                drop(state);
+                if state.lingering == 0 {
+                    state.stalled = true;
+                    state.finished = true;
+                    drop(state);
+                    self.wake.notify_all();
+                    return None;
+                }
+                // No task runs: the lingering executors run their mail or
+                // end; the last thread to get here decides on a stall.
                 self.wake.notify_all();
-                return None;
             }
             state.idle += 1;
             self.update_spare(&state);
@@ -351,6 +389,35 @@ impl Platform for ThreadPool {
         Ok(())
     }
 
+    /// Waits like an idle thread (counted as one, so that starts keep
+    /// coming and a stall is still seen), for a start, mail or the end.
+    fn idle(&self, mailbox: &Mailbox) -> Idle {
+        let mut state = self.state.lock();
+        loop {
+            if state.finished {
+                return Idle::End;
+            }
+            if let Some(queued) = state.queue.pop() {
+                self.update_spare(&state);
+                return Idle::Adopt(queued.task.0);
+            }
+            // Deliverers notify under this lock: no mail is missed.
+            if mailbox.has_mail() {
+                return Idle::Mail;
+            }
+            if state.idle + 1 == self.threads {
+                return Idle::End;
+            }
+            state.idle += 1;
+            state.lingering += 1;
+            self.update_spare(&state);
+            self.wake.wait(&mut state);
+            state.idle -= 1;
+            state.lingering -= 1;
+            self.update_spare(&state);
+        }
+    }
+
     /// Local executors share this process's memory: nothing to carry.
     fn invoke_inline(
         &self,
@@ -387,6 +454,10 @@ impl Invoker for ThreadPool {
         match inbox.as_mut() {
             Some(tasks) => {
                 tasks.push(task);
+                drop(inbox);
+                // Its executor may be waiting in `idle`.
+                let _state = self.state.lock();
+                self.wake.notify_all();
                 true
             }
             None => false,
@@ -425,6 +496,44 @@ mod tests {
         pool.stop();
         assert_eq!(pool.next(), None);
         assert!(!pool.stalled());
+    }
+
+    #[test]
+    fn an_executor_holding_claims_waits_for_a_start_or_mail_while_another_thread_runs() {
+        let open = |pool: &ThreadPool, executor| {
+            pool.open_mailbox(ExecutorId(executor))
+                .ok()
+                .flatten()
+                .expect("local mailboxes")
+        };
+        let pool = ThreadPool::new(2);
+        let mailbox = open(&pool, 1);
+        // The other thread is running (not idle in the pool) throughout: the
+        // lingering thread wakes for a start or for mail, in either order.
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| pool.idle(&mailbox));
+            pool.invoke(TaskId(5), 1.0).unwrap();
+            assert_eq!(waiting.join().ok(), Some(Idle::Adopt(TaskId(5))));
+            let waiting = scope.spawn(|| pool.idle(&mailbox));
+            assert!(pool.deliver(ExecutorId(1), TaskId(6)));
+            assert_eq!(waiting.join().ok(), Some(Idle::Mail));
+        });
+        assert_eq!(mailbox.take(), vec![TaskId(6)]);
+        // The other thread goes idle with nothing queued: no task runs, so
+        // nothing can be delivered; the lingering thread ends and the pool
+        // sees the stall once both wait.
+        std::thread::scope(|scope| {
+            let lingering = scope.spawn(|| {
+                let idle = pool.idle(&mailbox);
+                (idle, pool.next())
+            });
+            assert_eq!(pool.next(), None);
+            assert_eq!(lingering.join().ok(), Some((Idle::End, None)));
+        });
+        assert!(pool.stalled());
+        // One thread: nobody else could complete a held child.
+        let single = ThreadPool::new(1);
+        assert_eq!(single.idle(&open(&single, 2)), Idle::End);
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct IoReport {
     pub invocations: u64,
     /// Tasks handed to a running executor that held their inputs.
     pub deliveries: u64,
+    /// Starts that an executor holding claims took over from the queue of
+    /// its worker instead of ending (local mode), which keeps the held data
+    /// off the store.
+    #[serde(default)]
+    pub adoptions: u64,
 }
 
 impl std::ops::AddAssign<&IoReport> for IoReport {
@@ -88,6 +93,7 @@ impl std::ops::AddAssign<&IoReport> for IoReport {
         self.claims += part.claims;
         self.invocations += part.invocations;
         self.deliveries += part.deliveries;
+        self.adoptions += part.adoptions;
     }
 }
 
