@@ -155,14 +155,8 @@ impl BlockMatrix {
         let (grid_rows, grid_cols) = self.layout.grid();
         for i in 0..grid_rows {
             for j in 0..grid_cols {
-                if let Some((r, c, value)) = tile::first_non_finite(self.tile(i, j).view()) {
-                    return Err(LinalgError::NonFinite {
-                        matrix,
-                        row: self.layout.row_offset(i) + r,
-                        col: self.layout.col_offset(j) + c,
-                        value,
-                    });
-                }
+                let start = (self.layout.row_offset(i), self.layout.col_offset(j));
+                tile::check_finite(matrix, self.tile(i, j).view(), start)?;
             }
         }
         Ok(())
@@ -196,19 +190,10 @@ impl BlockMatrix {
                         0..(c0 + c + 1).saturating_sub(r0).min(tile.nrows())
                     }
                 };
-                let found = (0..tile.ncols()).find_map(|c| {
+                for c in 0..tile.ncols() {
                     let range = rows(c);
-                    let start = range.start;
-                    let column = tile.slice(s![range, c..=c]);
-                    tile::first_non_finite(column).map(|(r, _, v)| (start + r, c, v))
-                });
-                if let Some((r, c, value)) = found {
-                    return Err(LinalgError::NonFinite {
-                        matrix,
-                        row: r0 + r,
-                        col: c0 + c,
-                        value,
-                    });
+                    let start = (r0 + range.start, c0 + c);
+                    tile::check_finite(matrix, tile.slice(s![range, c..=c]), start)?;
                 }
             }
         }

@@ -664,8 +664,6 @@ pub fn cholesky_qr2(
     let block = (CHOLQR_BLOCK_BYTES / (8 * n)).max(n);
     let starts: Vec<usize> = (0..a.nrows()).step_by(block).collect();
     let rows = |start: usize| start..(start + block).min(a.nrows());
-    let add_gram =
-        |g: &mut Tile, q: ndarray::ArrayView2<'_, f64>| add_lower_gram(backend, q, g.view_mut());
     // `L⁻ᵀ` as a matrix (n³/3 flops): products by it run at GEMM speed, where
     // a triangular solve against a tall block runs at a third of it. The
     // check of Q₁ below catches the accuracy this could cost.
@@ -683,13 +681,13 @@ pub fn cholesky_qr2(
         )?;
         Ok(tile::to_column_major(x.t()))
     };
-    let times =
-        |x: ndarray::ArrayView2<'_, f64>, inverse: &Tile, out: ndarray::ArrayViewMut2<'_, f64>| {
-            times_upper(backend, x, inverse.view(), 0.0, out)
-        };
     let mut l1 = tile::zeros(n, n);
     for &start in &starts {
-        add_gram(&mut l1, a.slice(ndarray::s![rows(start), ..]))?;
+        add_lower_gram(
+            backend,
+            a.slice(ndarray::s![rows(start), ..]),
+            l1.view_mut(),
+        )?;
     }
     if backend.potrf(l1.view_mut()).is_err() {
         return Ok(None);
@@ -706,12 +704,9 @@ pub fn cholesky_qr2(
             Some(q) => q.slice_mut(ndarray::s![range.clone(), ..]),
             None => scratch.slice_mut(ndarray::s![..range.len(), ..]),
         };
-        times(
-            a.slice(ndarray::s![range, ..]),
-            &l1_inverse_t,
-            target.view_mut(),
-        )?;
-        add_gram(&mut l2, target.view())?;
+        let block = a.slice(ndarray::s![range, ..]);
+        times_upper(backend, block, l1_inverse_t.view(), 0.0, target.view_mut())?;
+        add_lower_gram(backend, target.view(), l2.view_mut())?;
     }
     let mut departure = 0.0;
     for j in 0..n {
@@ -748,11 +743,8 @@ pub fn cholesky_qr2(
             let range = rows(start);
             let mut block = scratch.slice_mut(ndarray::s![..range.len(), ..]);
             block.assign(&q.slice(ndarray::s![range.clone(), ..]));
-            times(
-                block.view(),
-                &l2_inverse_t,
-                q.slice_mut(ndarray::s![range, ..]),
-            )?;
+            let target = q.slice_mut(ndarray::s![range, ..]);
+            times_upper(backend, block.view(), l2_inverse_t.view(), 0.0, target)?;
         }
     }
     Ok(Some((r, q)))
@@ -1056,16 +1048,8 @@ fn qr_stacked(
     let (r, q) = match fast {
         Some(factors) => factors,
         None => {
-            let found = input_row.and_then(|row| {
-                tile::first_non_finite(stacked.view()).map(|(r, col, value)| (row, r, col, value))
-            });
-            if let Some((row, r, col, value)) = found {
-                return Err(LinalgError::NonFinite {
-                    matrix: "A",
-                    row: row as usize + r,
-                    col,
-                    value,
-                });
+            if let Some(row) = input_row {
+                tile::check_finite("A", stacked.view(), (row as usize, 0))?;
             }
             backend.qr(stacked, explicit_q)?
         }

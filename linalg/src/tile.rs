@@ -49,6 +49,25 @@ pub fn all_finite(values: &[f64]) -> bool {
     lanes.iter().sum::<f64>() + rest == 0.0
 }
 
+/// Fails with [`NonFinite`](crate::LinalgError::NonFinite) naming `matrix`
+/// and the position of the view's first NaN or infinity, where the view
+/// starts at `(row, col)` of that matrix.
+pub fn check_finite(
+    matrix: &'static str,
+    view: ArrayView2<'_, f64>,
+    (row, col): (usize, usize),
+) -> Result<(), crate::LinalgError> {
+    match first_non_finite(view) {
+        Some((r, c, value)) => Err(crate::LinalgError::NonFinite {
+            matrix,
+            row: row + r,
+            col: col + c,
+            value,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The first non-finite value of a view, as `(row, col, value)`.
 pub fn first_non_finite(view: ArrayView2<'_, f64>) -> Option<(usize, usize, f64)> {
     let finite = match view.as_slice_memory_order() {

@@ -135,12 +135,7 @@ pub fn full_svd_plan_with(
     let (s, parts) = emit_full_svd(&mut builder, &a_map, panel, vectors)?;
     builder.output(s);
     let (u, v) = match parts {
-        Some((u, v)) => {
-            for item in u.items.iter().chain(&v.items).flatten() {
-                builder.output(*item);
-            }
-            (Some(u), Some(V::Tiles(v)))
-        }
+        Some((u, v)) => tiled_vectors(&mut builder, u, v),
         None => (None, None),
     };
     Ok(SvdPlan {
@@ -299,10 +294,7 @@ pub fn randomized_svd_plan(
                 1.0,
                 None,
             )?;
-            for item in u.items.iter().chain(&v.items).flatten() {
-                builder.output(*item);
-            }
-            (Some(u), Some(V::Tiles(v)))
+            tiled_vectors(&mut builder, u, v)
         }
         None => (None, None),
     };
@@ -315,4 +307,16 @@ pub fn randomized_svd_plan(
         u,
         v,
     })
+}
+
+/// `U` and `V` as tiles of the result: every tile an output of the graph.
+fn tiled_vectors(
+    builder: &mut DagBuilder<TileOp>,
+    u: TileMap,
+    v: TileMap,
+) -> (Option<TileMap>, Option<V>) {
+    for item in u.items.iter().chain(&v.items).flatten() {
+        builder.output(*item);
+    }
+    (Some(u), Some(V::Tiles(v)))
 }

@@ -79,12 +79,12 @@ impl TsqrTree {
         tree: Tree,
         explicit_q: bool,
     ) -> Self {
-        Self::emit_leaves(builder, tiles, cols, (tree, explicit_q), false)
+        Self::emit_tree(builder, tiles, cols, (tree, explicit_q), false)
     }
 
     /// Like [`emit`](Self::emit); with `input` the tiles are the caller's
     /// matrix `A` and the leaves reject its NaN and ∞ (see `TileOp::Qr`).
-    fn emit_leaves(
+    fn emit_tree(
         builder: &mut DagBuilder<TileOp>,
         tiles: &[(DataId, usize)],
         cols: usize,
@@ -96,7 +96,7 @@ impl TsqrTree {
             .iter()
             .enumerate()
             .map(|(index, &(tile, rows))| {
-                let leaf = Leaf {
+                let factoring = Factoring {
                     method: tree.leaf,
                     input_row: input.then_some(first_row as u64),
                 };
@@ -104,7 +104,7 @@ impl TsqrTree {
                 factor(
                     builder,
                     &[(tile, rows)],
-                    (cols, explicit_q, leaf),
+                    (cols, explicit_q, factoring),
                     [0, index],
                     0..0,
                 )
@@ -122,7 +122,7 @@ impl TsqrTree {
                     factor(
                         builder,
                         &parts,
-                        (cols, explicit_q, Leaf::inner(tree.leaf)),
+                        (cols, explicit_q, Factoring::inner(tree.leaf)),
                         [level, index],
                         range,
                     )
@@ -147,7 +147,7 @@ impl TsqrTree {
         check_tall(operation, a, tree.arity)?;
         let mut builder = DagBuilder::new();
         let a_map = TileMap::inputs(&mut builder, a);
-        let tree = Self::emit_leaves(
+        let tree = Self::emit_tree(
             &mut builder,
             &column_tiles(&a_map),
             a.cols(),
@@ -246,13 +246,13 @@ impl TsqrTree {
 }
 
 /// How one node of the tree factors its stack.
-struct Leaf {
+struct Factoring {
     method: QrMethod,
     /// Leaves over the caller's matrix: the tile's first row.
     input_row: Option<u64>,
 }
 
-impl Leaf {
+impl Factoring {
     /// Inner nodes stack `R`s: the leaves' method, nothing to check.
     fn inner(method: QrMethod) -> Self {
         Self {
@@ -266,7 +266,7 @@ impl Leaf {
 fn factor(
     builder: &mut DagBuilder<TileOp>,
     parts: &[(DataId, usize)],
-    (cols, explicit_q, leaf): (usize, bool, Leaf),
+    (cols, explicit_q, factoring): (usize, bool, Factoring),
     [level, index]: [usize; 2],
     children: Range<usize>,
 ) -> Node {
@@ -291,9 +291,9 @@ fn factor(
             cols: dim32(cols),
             parts: dim32(parts.len()),
             explicit_q,
-            method: leaf.method,
+            method: factoring.method,
             at: [dim32(level), dim32(index)],
-            input_row: leaf.input_row,
+            input_row: factoring.input_row,
         },
         &reads,
         &writes,

@@ -450,15 +450,7 @@ fn column_major_owned(a: Tile) -> Tile {
 /// Decompositions cannot report a NaN's position once it has spread, so
 /// their operands are checked first.
 fn check_finite_operand(operation: &'static str, a: &Tile) -> Result<(), LinalgError> {
-    match crate::tile::first_non_finite(a.view()) {
-        Some((row, col, value)) => Err(LinalgError::NonFinite {
-            matrix: operation,
-            row,
-            col,
-            value,
-        }),
-        None => Ok(()),
-    }
+    crate::tile::check_finite(operation, a.view(), (0, 0))
 }
 
 fn check_square(operation: &'static str, rows: usize, cols: usize) -> Result<(), LinalgError> {
