@@ -38,14 +38,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Serialize;
 use wukong_dag::{ClusterParams, ClusterPlan, Dag, DataId, Operation, TaskId};
 use wukong_storage::{
-    Arrival, Coordinator, JobId, ObjectKey, ObjectStore, ObjectStoreExt, PutMode, StorageError,
-    StoredValue,
+    Arrival, Coordinator, Edge, Hold, JobId, Join, Joined, ObjectKey, ObjectStore, ObjectStoreExt,
+    PutMode, StorageError, StoredValue,
 };
 
 /// The pseudo-task whose "arrivals" count finished tasks in remote modes: the
@@ -123,6 +123,11 @@ pub struct EngineConfig {
     /// (as well as through the store) while their encoded sizes add up to at
     /// most this many bytes; 0 sends none. Only remote platforms use them.
     pub inline_bytes: u64,
+    /// Least time between two looks at an executor's mailbox while it has
+    /// work queued, and between two questions about spare capacity: each is
+    /// a round trip on remote platforms, where a task may take less. Zero
+    /// (local mode): every time.
+    pub poll_interval: Duration,
 }
 
 impl EngineConfig {
@@ -138,6 +143,7 @@ impl EngineConfig {
             keep_objects: false,
             duplicate_invocations: false,
             inline_bytes: 0,
+            poll_interval: Duration::ZERO,
         }
     }
 }
@@ -355,6 +361,8 @@ impl Engine {
             deferred: Vec::new(),
             mailbox,
             records: Vec::new(),
+            mail_read: None,
+            capacity_asked: None,
         };
         run.push(&mut executor, start, false);
         let result = run
@@ -667,6 +675,9 @@ struct Executor<V> {
     deferred: Vec<TaskId>,
     mailbox: Option<Arc<Mailbox>>,
     records: Vec<TaskRecord>,
+    /// When the mailbox was last read, and spare capacity last asked for.
+    mail_read: Option<Instant>,
+    capacity_asked: Option<Instant>,
 }
 
 type Outcome<V, E> = Result<RunOutcome<V>, ExecError<E>>;
@@ -708,6 +719,21 @@ where
             progress: None,
             handoff: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a poll last made at `last` may be made again (see
+    /// [`EngineConfig::poll_interval`]); if so, it counts as made now.
+    fn due(&self, last: &mut Option<Instant>) -> bool {
+        let interval = self.config.poll_interval;
+        if interval.is_zero() {
+            return true;
+        }
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < interval) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     fn wukong(&self) -> bool {
@@ -853,6 +879,8 @@ where
                     None
                 },
                 records: Vec::new(),
+                mail_read: None,
+                capacity_asked: None,
             };
             self.start_at(&mut executor, first);
             if let Err(failure) = self.executor_loop(&mut executor) {
@@ -1000,7 +1028,8 @@ where
                 // Deliveries are for children held here; while nothing is
                 // held, they can wait in the platform's mailbox (read in full
                 // when it closes).
-                if !executor.held.is_empty() {
+                let idle = executor.pinned.is_empty() && executor.free.is_empty();
+                if !executor.held.is_empty() && (idle || self.due(&mut executor.mail_read)) {
                     self.platform.collect_mail(mailbox).map_err(mail_error)?;
                 }
                 let delivered = mailbox.take();
@@ -1196,15 +1225,34 @@ where
             end: self.start.elapsed(),
             kernel,
         });
-        if !self.done[task.index()].swap(true, Ordering::AcqRel) {
-            self.task_done(task)?;
-        }
+        // The first time this process sees the task finish, it is counted:
+        // here, or remotely by an arrival sent with the children's.
+        let count = if self.done[task.index()].swap(true, Ordering::AcqRel) {
+            None
+        } else if self.remote {
+            Some(Edge {
+                child: DONE_NODE,
+                edge: task.0,
+                in_degree: self.dag.num_tasks() as u32,
+            })
+        } else {
+            self.count_done(task)?;
+            None
+        };
         if let Some(plan) = &self.plan {
-            self.route_children(executor, task, plan)?;
+            self.route_children(executor, task, plan, count)?;
             self.evict(executor, task)
         } else {
-            for &child in dag.children(task) {
-                if self.arrive(task, child)? == Arrival::Completed {
+            let children = dag.children(task);
+            let joins = children
+                .iter()
+                .map(|&child| Join {
+                    edge: self.edge(task, child),
+                    hold: Hold::Never,
+                })
+                .collect();
+            for (&child, joined) in children.iter().zip(self.join_all(task, "", joins, count)?) {
+                if joined.arrival == Some(Arrival::Completed) {
                     self.invoke(child)?;
                 }
             }
@@ -1212,85 +1260,91 @@ where
         }
     }
 
-    /// Counts a finished task (the first time this process sees it finish)
-    /// and ends the run after the last.
-    fn task_done(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
+    /// Counts a finished task in local mode and ends the run after the last.
+    fn count_done(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
         let total = self.dag.num_tasks();
-        let last = if self.remote {
-            let arrival = self
-                .block(
-                    self.stores
-                        .coordinator
-                        .arrive(&self.job, DONE_NODE, task.0, total as u32),
-                )
-                .map_err(|source| ExecError::Store { task, source })?;
-            arrival == Arrival::Completed
-        } else {
-            let done = self.done_count.fetch_add(1, Ordering::AcqRel) + 1;
-            if let Some(progress) = self.progress {
-                progress(Progress { done, total });
-            }
-            done == total
-        };
-        if last {
-            self.platform
-                .finish()
-                .map_err(|source| ExecError::Invoke { task, source })?;
+        let done = self.done_count.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(progress) = self.progress {
+            progress(Progress { done, total });
+        }
+        if done == total {
+            self.finish(task)?;
         }
         Ok(())
     }
 
-    fn arrive(&self, parent: TaskId, child: TaskId) -> Result<Arrival, ExecError<K::Error>> {
+    fn finish(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
+        self.platform
+            .finish()
+            .map_err(|source| ExecError::Invoke { task, source })
+    }
+
+    /// The arrival of `parent` at `child`.
+    fn edge(&self, parent: TaskId, child: TaskId) -> Edge {
         let parents = self.dag.parents(child);
-        let edge = parents.iter().position(|&p| p == parent).unwrap_or(0) as u32;
-        add(&self.io.arrivals, 1);
-        self.block(self.stores.coordinator.arrive(
-            &self.job,
-            u64::from(child.0),
-            edge,
-            parents.len() as u32,
-        ))
-        .map_err(|source| ExecError::Store {
-            task: parent,
-            source,
-        })
+        Edge {
+            child: u64::from(child.0),
+            edge: parents.iter().position(|&p| p == parent).unwrap_or(0) as u32,
+            in_degree: parents.len() as u32,
+        }
     }
 
-    /// Claims `child` for this executor and returns the claim's holder.
-    fn claim(
+    /// Makes the arrivals (and claims) of `parent` in one request, with
+    /// `count` (the arrival that counts `parent` as finished in remote modes)
+    /// last; ends the run if that one completed. Answers the others.
+    fn join_all(
         &self,
-        executor: ExecutorId,
         parent: TaskId,
-        child: TaskId,
-    ) -> Result<String, ExecError<K::Error>> {
-        add(&self.io.claims, 1);
-        self.block(self.stores.coordinator.claim(
-            &self.job,
-            &format!("hold/{}", child.0),
-            &self.platform.holder(executor),
-        ))
-        .map_err(|source| ExecError::Store {
-            task: parent,
-            source,
-        })
+        holder: &str,
+        mut joins: Vec<Join>,
+        count: Option<Edge>,
+    ) -> Result<Vec<Joined>, ExecError<K::Error>> {
+        let arrivals = joins.len();
+        joins.extend(count.map(|edge| Join {
+            edge,
+            hold: Hold::Never,
+        }));
+        if joins.is_empty() {
+            return Ok(Vec::new());
+        }
+        add(&self.io.arrivals, arrivals as u64);
+        let claims = joins.iter().filter(|j| j.hold != Hold::Never).count();
+        add(&self.io.claims, claims as u64);
+        let mut joined = self
+            .block(self.stores.coordinator.join_all(&self.job, holder, &joins))
+            .map_err(|source| ExecError::Store {
+                task: parent,
+                source,
+            })?;
+        if count.is_some() && joined.pop().and_then(|j| j.arrival) == Some(Arrival::Completed) {
+            self.finish(parent)?;
+        }
+        Ok(joined)
     }
 
-    /// Wukong: records arrivals, keeps or claims data, and queues the ready children.
+    /// Wukong: records arrivals, keeps or claims data, and queues the ready
+    /// children. The arrivals at all children, their claims and `count` (see
+    /// [`Self::join_all`]) take one request; a second one arrives where
+    /// another executor's claim made this one write its data first.
     fn route_children(
         &self,
         executor: &mut Executor<K::Value>,
         task: TaskId,
         plan: &ClusterPlan,
+        count: Option<Edge>,
     ) -> Result<(), ExecError<K::Error>> {
         let dag = self.dag;
         let edge_bytes = plan.edge_bytes(task);
+        let me = self.platform.holder(executor.id);
+        // Children with other parents: (index among the children, child,
+        // this edge's data that only this executor has, whether it claims first).
+        let mut fan_in: Vec<(usize, TaskId, Vec<DataId>, bool)> = Vec::new();
+        let mut joins = Vec::new();
         for (i, &child) in dag.children(task).iter().enumerate() {
-            let pinned = plan.stays(task, i);
             if dag.fan_in(child) == 1 {
-                self.push(executor, child, pinned);
+                self.push(executor, child, plan.stays(task, i));
                 continue;
             }
-            // This edge's data that only this executor has.
             let reads = dag.reads(child);
             let pending: Vec<DataId> = dag
                 .writes(task)
@@ -1299,34 +1353,61 @@ where
                 .filter(|&d| reads.contains(&d))
                 .filter(|&d| executor.cache.entry(d).is_some_and(|e| !e.durable))
                 .collect();
-            let me = self.platform.holder(executor.id);
-            let mut holder = None;
-            if !pending.is_empty() {
-                // Declared sizes decide, so that completers know whom to ask.
-                let can_hold =
-                    executor.mailbox.is_some() && edge_bytes[i] >= self.config.hold_min_bytes;
-                if can_hold {
-                    let claimed = self.claim(executor.id, task, child)?;
-                    if claimed == me {
-                        executor.held.insert(child);
-                    }
-                    holder = Some(claimed);
+            let name = format!("hold/{}", child.0);
+            // Declared sizes decide who holds, so that completers know whom to ask.
+            let hold = if executor.mailbox.is_some()
+                && !pending.is_empty()
+                && edge_bytes[i] >= self.config.hold_min_bytes
+            {
+                Hold::First(name)
+            } else {
+                // Write before arrive.
+                for &data in &pending {
+                    self.make_durable(executor, task, data)?;
                 }
-                if holder.as_ref() != Some(&me) {
-                    for &data in &pending {
-                        self.make_durable(executor, task, data)?;
-                    }
+                match self.holdable[child.index()] {
+                    true => Hold::OnCompletion(name),
+                    false => Hold::Never,
                 }
+            };
+            let first = matches!(hold, Hold::First(_));
+            joins.push(Join {
+                edge: self.edge(task, child),
+                hold,
+            });
+            fan_in.push((i, child, pending, first));
+        }
+        let mut joined = self.join_all(task, &me, joins, count)?;
+        // Another executor holds these children: write, then arrive.
+        let mut late = Vec::new();
+        for (j, (_, child, pending, first)) in fan_in.iter().enumerate() {
+            if joined[j].arrival.is_none() {
+                for &data in pending {
+                    self.make_durable(executor, task, data)?;
+                }
+                late.push(j);
+            } else if *first {
+                // Won: the data stays here and the child comes here.
+                executor.held.insert(*child);
             }
-            if self.arrive(task, child)? != Arrival::Completed {
+        }
+        let joins = late
+            .iter()
+            .map(|&j| Join {
+                edge: self.edge(task, fan_in[j].1),
+                hold: Hold::Never,
+            })
+            .collect();
+        for (&j, answer) in late.iter().zip(self.join_all(task, &me, joins, None)?) {
+            joined[j].arrival = answer.arrival;
+        }
+        // The arrivals that completed a child: run it where its held data is.
+        for (j, &(i, child, ..)) in fan_in.iter().enumerate() {
+            if joined[j].arrival != Some(Arrival::Completed) {
                 continue;
             }
-            // This arrival completed the child: run it where its held data is.
-            let holder = match holder {
-                Some(holder) => holder,
-                None if !self.holdable[child.index()] => me.clone(),
-                None => self.claim(executor.id, task, child)?,
-            };
+            let pinned = plan.stays(task, i);
+            let holder = joined[j].holder.take().unwrap_or_else(|| me.clone());
             if holder == me {
                 self.push(executor, child, pinned || executor.held.contains(&child));
                 continue;
@@ -1355,6 +1436,9 @@ where
         let keep_one = usize::from(executor.pinned.is_empty());
         // Nothing to give away: do not ask the platform (a round trip remotely).
         if executor.free.len() <= keep_one {
+            return Ok(());
+        }
+        if !self.due(&mut executor.capacity_asked) {
             return Ok(());
         }
         let mut spare = self.platform.spare_capacity();

@@ -38,7 +38,8 @@ pub use codec::StoredValue;
 pub use key::{JobId, ObjectKey};
 pub use memory::MemoryStore;
 pub use object::{
-    Arrival, Coordinator, DynObjectStore, Lease, ObjectStore, ObjectStoreExt, PutMode,
+    Arrival, Coordinator, DynObjectStore, Edge, Hold, Join, Joined, Lease, ObjectStore,
+    ObjectStoreExt, PutMode,
 };
 #[cfg(feature = "redis")]
 pub use redis_store::{QueueListener, RedisStore};

@@ -86,6 +86,48 @@ pub enum Arrival {
     Duplicate,
 }
 
+/// An arrival: parent edge `edge` of task `child`, whose in-degree is `in_degree`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// The child task.
+    pub child: u64,
+    /// The parent's edge, in `0..in_degree`.
+    pub edge: u32,
+    /// The child's in-degree.
+    pub in_degree: u32,
+}
+
+/// Whether a [`Join`] also claims, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Arrive only.
+    Never,
+    /// Claim this name first, and arrive only if the caller holds the claim
+    /// (someone else's claim means the caller must first write its data).
+    First(String),
+    /// Arrive, and claim this name if the arrival completed the child.
+    OnCompletion(String),
+}
+
+/// One arrival of a batch, with a claim (see [`Coordinator::join_all`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    /// The arrival.
+    pub edge: Edge,
+    /// The claim that goes with it.
+    pub hold: Hold,
+}
+
+/// What a [`Join`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The arrival's answer; `None` if it was not made, because someone else
+    /// holds the claim that [`Hold::First`] asked for.
+    pub arrival: Option<Arrival>,
+    /// The claim's holder, if a claim was made.
+    pub holder: Option<String>,
+}
+
 /// The check every backend makes before recording an arrival: edges are
 /// numbered `0..in_degree`.
 pub(crate) fn check_arrival(child: u64, edge: u32, in_degree: u32) -> Result<(), StorageError> {
@@ -97,6 +139,13 @@ pub(crate) fn check_arrival(child: u64, edge: u32, in_degree: u32) -> Result<(),
         });
     }
     Ok(())
+}
+
+/// [`check_arrival`] for every join of a batch.
+pub(crate) fn check_joins(joins: &[Join]) -> Result<(), StorageError> {
+    joins
+        .iter()
+        .try_for_each(|j| check_arrival(j.edge.child, j.edge.edge, j.edge.in_degree))
 }
 
 /// A held lease: who holds it and until when it is valid.
@@ -123,6 +172,52 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug {
         edge: u32,
         in_degree: u32,
     ) -> Result<Arrival, StorageError>;
+
+    /// Makes the arrivals and claims of `joins` for `holder`, in order, as
+    /// [`arrive`](Coordinator::arrive) and [`claim`](Coordinator::claim) would
+    /// one after the other, and answers each. Remote backends do it in one
+    /// round trip. Each join is atomic, the batch is not: after an error some
+    /// may be made, and repeating the batch is safe (arrivals and claims are
+    /// idempotent). Every edge is checked before anything is recorded.
+    async fn join_all(
+        &self,
+        job: &JobId,
+        holder: &str,
+        joins: &[Join],
+    ) -> Result<Vec<Joined>, StorageError> {
+        check_joins(joins)?;
+        let mut joined = Vec::with_capacity(joins.len());
+        for Join { edge, hold } in joins {
+            let arrive = || self.arrive(job, edge.child, edge.edge, edge.in_degree);
+            joined.push(match hold {
+                Hold::Never => Joined {
+                    arrival: Some(arrive().await?),
+                    holder: None,
+                },
+                Hold::First(name) => {
+                    let claimed = self.claim(job, name, holder).await?;
+                    Joined {
+                        arrival: match claimed == holder {
+                            true => Some(arrive().await?),
+                            false => None,
+                        },
+                        holder: Some(claimed),
+                    }
+                }
+                Hold::OnCompletion(name) => {
+                    let arrival = arrive().await?;
+                    Joined {
+                        holder: match arrival {
+                            Arrival::Completed => Some(self.claim(job, name, holder).await?),
+                            _ => None,
+                        },
+                        arrival: Some(arrival),
+                    }
+                }
+            });
+        }
+        Ok(joined)
+    }
 
     /// Takes the lease `name` for `holder` for `ttl` if it is free or expired;
     /// returns whether this call got it.

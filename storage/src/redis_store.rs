@@ -7,8 +7,8 @@
 //! Messages between drivers and workers (process and Lambda modes) are lists
 //! `wk:q:<queue>`, counters `wk:n:<name>`, presence sets `wk:z:<set>`,
 //! mailboxes `wk:mb:<name>` (open while `wk:mo:<name>` exists).
-//! Arrivals and every lease operation are one Lua script each: atomic and one
-//! round trip. Lease clocks are the Redis server's, so clients need no clock sync.
+//! Arrivals, claims and every lease operation are one Lua script each: atomic and one
+//! round trip (a batch of arrivals with their claims too). Lease clocks are the Redis server's, so clients need no clock sync.
 
 use std::time::Duration;
 
@@ -17,17 +17,45 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ErrorKind, RedisError, Script};
 
-use crate::object::check_arrival;
-use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
+use crate::object::check_joins;
+use crate::{
+    Arrival, Coordinator, Edge, Hold, JobId, Join, Joined, Lease, ObjectKey, ObjectStore, PutMode,
+    StorageError,
+};
 
-const ARRIVE: &str = r"
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
-  if redis.call('GET', KEYS[2]) == ARGV[1] then return 0 end
-  return -1
+/// Joins (see [`Coordinator::join_all`]) for the holder ARGV[1] in the claims
+/// hash KEYS[1]: per join two KEYS (edge set, completing edge) and four ARGV
+/// (edge, in-degree, claim mode 0 never / 1 first / 2 on completion, claim
+/// name). Answers per join the edges missing (0 completed, -1 duplicate, -2
+/// not arrived: the claim is someone else's) and the claim's holder ('' if none).
+const JOIN: &str = r"
+local answers = {}
+local k = 2
+for i = 2, #ARGV, 4 do
+  local edge, mode, name = ARGV[i], ARGV[i + 2], ARGV[i + 3]
+  local holder = ''
+  local missing = -2
+  if mode == '1' then
+    redis.call('HSETNX', KEYS[1], name, ARGV[1])
+    holder = redis.call('HGET', KEYS[1], name)
+  end
+  if mode ~= '1' or holder == ARGV[1] then
+    if redis.call('SADD', KEYS[k], edge) == 0 then
+      if redis.call('GET', KEYS[k + 1]) == edge then missing = 0 else missing = -1 end
+    else
+      missing = tonumber(ARGV[i + 1]) - redis.call('SCARD', KEYS[k])
+      if missing == 0 then redis.call('SET', KEYS[k + 1], edge) end
+    end
+    if mode == '2' and missing == 0 then
+      redis.call('HSETNX', KEYS[1], name, ARGV[1])
+      holder = redis.call('HGET', KEYS[1], name)
+    end
+  end
+  answers[#answers + 1] = missing
+  answers[#answers + 1] = holder
+  k = k + 2
 end
-local missing = tonumber(ARGV[2]) - redis.call('SCARD', KEYS[1])
-if missing == 0 then redis.call('SET', KEYS[2], ARGV[1]) end
-return missing
+return answers
 ";
 
 const CLAIM: &str = r"
@@ -81,7 +109,7 @@ pub struct RedisStore {
     connection: ConnectionManager,
     client: redis::Client,
     endpoint: String,
-    arrive: Script,
+    join: Script,
     acquire: Script,
     renew: Script,
     release: Script,
@@ -177,7 +205,7 @@ impl RedisStore {
             connection,
             client: client_copy,
             endpoint,
-            arrive: Script::new(ARRIVE),
+            join: Script::new(JOIN),
             acquire: Script::new(&format!("{NOW}{ACQUIRE}")),
             renew: Script::new(&format!("{NOW}{RENEW}")),
             release: Script::new(RELEASE),
@@ -193,6 +221,15 @@ impl RedisStore {
 
     fn error(&self, error: RedisError) -> StorageError {
         redis_error(&self.endpoint, error)
+    }
+
+    /// A script answered fewer items than it was asked for.
+    fn short_answer(&self, what: &str) -> StorageError {
+        StorageError::Backend {
+            backend: "redis",
+            endpoint: self.endpoint.clone(),
+            detail: format!("the {what} script answered fewer items than it was given"),
+        }
     }
 
     /// Every key matching a glob `pattern`, by SCAN (which may repeat keys).
@@ -293,7 +330,7 @@ impl RedisStore {
 
     /// Marks `member` of the presence set `set` as present now (by the Redis
     /// server's clock), or removes it. A member that stops refreshing its
-    /// mark ages out of [`present`](Self::present) counts: a worker killed
+    /// mark ages out of [`present_beyond_queued`](Self::present_beyond_queued) counts: a worker killed
     /// while marked idle stops counting without any clean-up.
     pub async fn mark_present(
         &self,
@@ -318,13 +355,22 @@ impl RedisStore {
         result.map(|_| ()).map_err(|e| self.error(e))
     }
 
-    /// Members of `set` marked within the last `within`; older marks are dropped.
-    pub async fn present(&self, set: &str, within: Duration) -> Result<u64, StorageError> {
+    /// How many members of the presence set `set` marked within the last
+    /// `within` exceed the messages waiting in `queue`: listeners free to take
+    /// one more message. One round trip.
+    pub async fn present_beyond_queued(
+        &self,
+        set: &str,
+        within: Duration,
+        queue: &str,
+    ) -> Result<u64, StorageError> {
         check_name(set)?;
+        check_name(queue)?;
         Script::new(&format!(
-            "{NOW}redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))\nreturn redis.call('ZCARD', KEYS[1])"
+            "{NOW}redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))\nlocal spare = redis.call('ZCARD', KEYS[1]) - redis.call('LLEN', KEYS[2])\nif spare < 0 then return 0 end\nreturn spare"
         ))
         .key(format!("wk:z:{set}"))
+        .key(format!("wk:q:{queue}"))
         .arg(within.as_millis() as u64)
         .invoke_async(&mut self.connection.clone())
         .await
@@ -612,23 +658,69 @@ impl Coordinator for RedisStore {
         edge: u32,
         in_degree: u32,
     ) -> Result<Arrival, StorageError> {
-        check_arrival(child, edge, in_degree)?;
-        let missing: i64 = self
-            .arrive
-            .key(format!("wk:a:{job}:{child}"))
-            .key(format!("wk:c:{job}:{child}"))
-            .arg(edge)
-            .arg(in_degree)
+        let join = Join {
+            edge: Edge {
+                child,
+                edge,
+                in_degree,
+            },
+            hold: Hold::Never,
+        };
+        let joined = self.join_all(job, "", &[join]).await?;
+        joined
+            .into_iter()
+            .next()
+            .and_then(|j| j.arrival)
+            .ok_or_else(|| self.short_answer("join"))
+    }
+
+    async fn join_all(
+        &self,
+        job: &JobId,
+        holder: &str,
+        joins: &[Join],
+    ) -> Result<Vec<Joined>, StorageError> {
+        check_joins(joins)?;
+        if joins.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.join.prepare_invoke();
+        invocation.key(format!("wk:h:{job}")).arg(holder);
+        for Join { edge, hold } in joins {
+            let (mode, name) = match hold {
+                Hold::Never => (0, ""),
+                Hold::First(name) => (1, name.as_str()),
+                Hold::OnCompletion(name) => (2, name.as_str()),
+            };
+            invocation
+                .key(format!("wk:a:{job}:{}", edge.child))
+                .key(format!("wk:c:{job}:{}", edge.child))
+                .arg(edge.edge)
+                .arg(edge.in_degree)
+                .arg(mode)
+                .arg(name);
+        }
+        let answers: Vec<(i64, String)> = invocation
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(|e| self.error(e))?;
-        Ok(match missing {
-            -1 => Arrival::Duplicate,
-            0 => Arrival::Completed,
-            missing => Arrival::Waiting {
-                missing: u32::try_from(missing).unwrap_or(u32::MAX),
-            },
-        })
+        if answers.len() != joins.len() {
+            return Err(self.short_answer("join"));
+        }
+        Ok(answers
+            .into_iter()
+            .map(|(missing, holder)| Joined {
+                arrival: match missing {
+                    -2 => None,
+                    -1 => Some(Arrival::Duplicate),
+                    0 => Some(Arrival::Completed),
+                    missing => Some(Arrival::Waiting {
+                        missing: u32::try_from(missing).unwrap_or(u32::MAX),
+                    }),
+                },
+                holder: (!holder.is_empty()).then_some(holder),
+            })
+            .collect())
     }
 
     async fn acquire(

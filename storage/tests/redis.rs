@@ -297,19 +297,47 @@ async fn queues_deliver_each_message_once_in_order_and_wake_waiters() {
     let set = job("idle").to_string();
     store.mark_present(&set, "a", true).await.unwrap();
     store.mark_present(&set, "b", true).await.unwrap();
+    let within = Duration::from_secs(5);
     assert_eq!(
-        store.present(&set, Duration::from_secs(5)).await.unwrap(),
+        store
+            .present_beyond_queued(&set, within, &queue)
+            .await
+            .unwrap(),
         2
+    );
+    // A waiting message takes one of them; more messages than members: none.
+    store.push_message(&queue, b"waiting").await.unwrap();
+    assert_eq!(
+        store
+            .present_beyond_queued(&set, within, &queue)
+            .await
+            .unwrap(),
+        1
     );
     store.mark_present(&set, "b", false).await.unwrap();
     assert_eq!(
-        store.present(&set, Duration::from_secs(5)).await.unwrap(),
+        store
+            .present_beyond_queued(&set, within, &queue)
+            .await
+            .unwrap(),
+        0
+    );
+    listener
+        .pop(&[&queue], Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .present_beyond_queued(&set, within, &queue)
+            .await
+            .unwrap(),
         1
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
         store
-            .present(&set, Duration::from_millis(100))
+            .present_beyond_queued(&set, Duration::from_millis(100), &queue)
             .await
             .unwrap(),
         0

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
+use crate::{
+    Arrival, Coordinator, JobId, Join, Joined, Lease, ObjectKey, ObjectStore, PutMode, StorageError,
+};
 
 /// Hits and misses of a [`Cached`] store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -163,6 +165,15 @@ impl<S: Coordinator> Coordinator for Cached<S> {
         in_degree: u32,
     ) -> Result<Arrival, StorageError> {
         self.inner.arrive(job, child, edge, in_degree).await
+    }
+
+    async fn join_all(
+        &self,
+        job: &JobId,
+        holder: &str,
+        joins: &[Join],
+    ) -> Result<Vec<Joined>, StorageError> {
+        self.inner.join_all(job, holder, joins).await
     }
 
     async fn acquire(

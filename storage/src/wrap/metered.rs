@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
+use crate::{
+    Arrival, Coordinator, JobId, Join, Joined, Lease, ObjectKey, ObjectStore, PutMode, StorageError,
+};
 
 /// Requests and bytes that went through a [`Metered`] store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -87,7 +89,17 @@ impl<S> Metered<S> {
         counter: &AtomicU64,
         result: Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count_many(counter, 1, result)
+    }
+
+    /// Counts `n` operations made in one request (a batch).
+    fn count_many<T>(
+        &self,
+        counter: &AtomicU64,
+        n: usize,
+        result: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
         if result.is_err() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -142,6 +154,16 @@ impl<S: Coordinator> Coordinator for Metered<S> {
     ) -> Result<Arrival, StorageError> {
         let result = self.inner.arrive(job, child, edge, in_degree).await;
         self.count(&self.counters.arrivals, result)
+    }
+
+    async fn join_all(
+        &self,
+        job: &JobId,
+        holder: &str,
+        joins: &[Join],
+    ) -> Result<Vec<Joined>, StorageError> {
+        let result = self.inner.join_all(job, holder, joins).await;
+        self.count_many(&self.counters.arrivals, joins.len(), result)
     }
 
     async fn acquire(

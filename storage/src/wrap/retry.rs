@@ -4,7 +4,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
+use crate::{
+    Arrival, Coordinator, JobId, Join, Joined, Lease, ObjectKey, ObjectStore, PutMode, StorageError,
+};
 
 /// How [`Retrying`] retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,18 @@ impl<S: Coordinator> Coordinator for Retrying<S> {
         in_degree: u32,
     ) -> Result<Arrival, StorageError> {
         self.retry(|_| self.inner.arrive(job, child, edge, in_degree))
+            .await
+    }
+
+    async fn join_all(
+        &self,
+        job: &JobId,
+        holder: &str,
+        joins: &[Join],
+    ) -> Result<Vec<Joined>, StorageError> {
+        // Arrivals and claims are idempotent: a batch repeated after a lost
+        // reply answers the same.
+        self.retry(|_| self.inner.join_all(job, holder, joins))
             .await
     }
 

@@ -37,7 +37,8 @@ use bytes::Bytes;
 use ndarray::Array2;
 use wukong_storage::codec::{decode_tile, encode_tile};
 use wukong_storage::{
-    Arrival, Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, StorageError,
+    Arrival, Coordinator, Edge, Hold, JobId, Join, Joined, ObjectStore, ObjectStoreExt, PutMode,
+    StorageError,
 };
 
 pub async fn objects(store: &dyn ObjectStore, job: &JobId) {
@@ -210,6 +211,129 @@ pub async fn arrivals_are_idempotent(coordinator: Arc<dyn Coordinator>, job: &Jo
         }
     }
     assert_eq!(completing_edges.len(), 1, "{completing_edges:?}");
+
+    // Batches answer each arrival in order, as single calls would, and mix
+    // with them; a bad edge anywhere rejects the batch before anything is recorded.
+    let never = |child, edge, in_degree| Join {
+        edge: Edge {
+            child,
+            edge,
+            in_degree,
+        },
+        hold: Hold::Never,
+    };
+    let arrivals = |joined: Vec<Joined>| -> Vec<Arrival> {
+        joined
+            .into_iter()
+            .map(|j| {
+                assert_eq!(j.holder, None);
+                j.arrival.unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(coordinator.join_all(job, "x", &[]).await.unwrap(), []);
+    let batch = [
+        never(20, 0, 2),
+        never(21, 0, 1),
+        never(20, 0, 2),
+        never(7, 1, 3),
+    ];
+    assert_eq!(
+        arrivals(coordinator.join_all(job, "x", &batch).await.unwrap()),
+        [
+            Arrival::Waiting { missing: 1 },
+            Arrival::Completed,
+            Arrival::Duplicate,
+            Arrival::Completed,
+        ]
+    );
+    assert!(matches!(
+        coordinator
+            .join_all(job, "x", &[never(22, 0, 2), never(20, 2, 2)])
+            .await,
+        Err(StorageError::BadArrival { child: 20, .. })
+    ));
+    assert_eq!(
+        coordinator.arrive(job, 22, 1, 2).await.unwrap(),
+        Arrival::Waiting { missing: 1 }
+    );
+    let batch = [never(20, 1, 2), never(22, 0, 2)];
+    assert_eq!(
+        arrivals(coordinator.join_all(job, "x", &batch).await.unwrap()),
+        [Arrival::Completed, Arrival::Completed]
+    );
+
+    // Claims with arrivals: claim first (arrive only if won), claim on completion.
+    let join = |child, edge, hold| Join {
+        edge: Edge {
+            child,
+            edge,
+            in_degree: 2,
+        },
+        hold,
+    };
+    let first = |child: u64| Hold::First(format!("hold/{child}"));
+    let on_completion = |child: u64| Hold::OnCompletion(format!("hold/{child}"));
+    let joined = |arrival, holder: Option<&str>| Joined {
+        arrival,
+        holder: holder.map(String::from),
+    };
+    let batch = [join(40, 0, first(40)), join(41, 0, on_completion(41))];
+    assert_eq!(
+        coordinator.join_all(job, "exec-a", &batch).await.unwrap(),
+        [
+            joined(Some(Arrival::Waiting { missing: 1 }), Some("exec-a")),
+            joined(Some(Arrival::Waiting { missing: 1 }), None),
+        ]
+    );
+    // exec-b loses the claim of 40 and does not arrive; 41 completes and is claimed.
+    let batch = [join(40, 1, first(40)), join(41, 1, on_completion(41))];
+    assert_eq!(
+        coordinator.join_all(job, "exec-b", &batch).await.unwrap(),
+        [
+            joined(None, Some("exec-a")),
+            joined(Some(Arrival::Completed), Some("exec-b")),
+        ]
+    );
+    // Having written its data, exec-b arrives at 40 and learns who holds it.
+    let batch = [join(40, 1, on_completion(40))];
+    assert_eq!(
+        coordinator.join_all(job, "exec-b", &batch).await.unwrap(),
+        [joined(Some(Arrival::Completed), Some("exec-a"))]
+    );
+    // Repeated by the holder, a join answers the same.
+    let batch = [join(41, 1, on_completion(41)), join(40, 0, first(40))];
+    assert_eq!(
+        coordinator.join_all(job, "exec-b", &batch).await.unwrap(),
+        [
+            joined(Some(Arrival::Completed), Some("exec-b")),
+            joined(None, Some("exec-a")),
+        ]
+    );
+    assert_eq!(
+        coordinator.claim(job, "hold/41", "exec-c").await.unwrap(),
+        "exec-b"
+    );
+
+    // Racing batches over the same children: each child completes once.
+    let mut handles = Vec::new();
+    for parent in 0..16u32 {
+        let (coordinator, job) = (Arc::clone(&coordinator), job.clone());
+        handles.push(tokio::spawn(async move {
+            let batch: Vec<Join> = (30..38).map(|child| never(child, parent, 16)).collect();
+            coordinator.join_all(&job, "x", &batch).await.unwrap()
+        }));
+    }
+    let mut completions = 0;
+    for handle in handles {
+        completions += handle
+            .await
+            .unwrap()
+            .iter()
+            .filter(|j| j.arrival == Some(Arrival::Completed))
+            .count();
+    }
+    assert_eq!(completions, 8);
 }
 
 pub async fn claims(coordinator: Arc<dyn Coordinator>, job: &JobId, other: &JobId) {
