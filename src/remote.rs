@@ -31,12 +31,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use wukong_dag::{Dag, DataId, TaskId};
 use wukong_executor::{
-    Dispatcher, Engine, EngineConfig, ExecutorRecord, ExecutorReport, ExecutorSlot, InvokeError,
-    IoReport, RunOutcome, RunReport, Scheduler, Stores, TaskRecord, WorkerCache,
+    Delivery, Dispatcher, Engine, EngineConfig, ExecutorRecord, ExecutorReport, ExecutorSlot,
+    InvokeError, IoReport, RunOutcome, RunReport, Scheduler, Stores, TaskRecord, Waited,
+    WorkerCache,
 };
 use wukong_linalg::{BackendKind, Tile, TileOp};
 use wukong_storage::{
-    Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, RedisStore, StorageError,
+    Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, QueueListener, RedisStore,
+    StorageError, Woken,
 };
 
 use crate::Error;
@@ -542,7 +544,43 @@ struct JobDispatcher<'a> {
     start: Option<TaskId>,
     /// Messages of the mailbox read so far.
     read: AtomicU32,
+    /// Where the executor may take over starts while it waits (worker processes).
+    waiting: Option<Waiting<'a>>,
+    /// Starts taken over, each with its own claims, mailbox and lease.
+    adopted: Mutex<Vec<Adopted>>,
 }
+
+/// A worker process's queue, from which an executor that holds claims and
+/// has nothing to run takes over starts of its job.
+struct Waiting<'a> {
+    host: &'a Host,
+    listener: &'a Mutex<QueueListener>,
+    queue: &'a str,
+    /// The worker's name in the queue's idle set.
+    member: &'a str,
+    /// The executor's number, for lease holder names.
+    executor: u32,
+    lease: Duration,
+    tasks: usize,
+    /// An invocation of another job taken from the queue: the worker runs
+    /// it once this executor has ended.
+    stashed: Mutex<Option<Vec<u8>>>,
+    /// When the job's spec was last seen in the store.
+    checked: Mutex<Instant>,
+}
+
+/// A start an executor took over: its mailbox cursor, and its lease, renewed
+/// until the executor ends.
+struct Adopted {
+    start: TaskId,
+    read: u32,
+    holder: String,
+    _renewal: Renewal,
+}
+
+/// How long a waiting executor blocks on the queue and its mailboxes' bells
+/// before it renews its idle mark and checks that the job still exists.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 fn mailbox_name(job: &JobId, start: u32) -> String {
     format!("{job}.mb.{start}")
@@ -560,18 +598,22 @@ impl JobDispatcher<'_> {
         self.start.map(|start| mailbox_name(self.job, start.0))
     }
 
-    /// The tasks in mailbox messages past the read cursor.
-    fn read_mail(&self, close: bool) -> Result<Vec<TaskId>, InvokeError> {
-        let Some(mailbox) = self.mailbox() else {
-            return Ok(Vec::new());
-        };
-        let from = self.read.load(Ordering::Relaxed) as usize;
+    /// The tasks in the messages of the mailbox of `start` from message `from` on.
+    fn read_mailbox(
+        &self,
+        start: TaskId,
+        from: u32,
+        close: bool,
+    ) -> Result<Vec<TaskId>, InvokeError> {
+        let mailbox = mailbox_name(self.job, start.0);
         let messages = self
             .connection
-            .block(self.connection.redis.read_mailbox(&mailbox, from, close))
+            .block(
+                self.connection
+                    .redis
+                    .read_mailbox(&mailbox, from as usize, close),
+            )
             .map_err(mail_error)?;
-        self.read
-            .fetch_add(messages.len() as u32, Ordering::Relaxed);
         messages
             .iter()
             .map(|m| {
@@ -585,6 +627,110 @@ impl JobDispatcher<'_> {
                     })
             })
             .collect()
+    }
+
+    /// What was delivered to the executor's mailboxes (its own and those of
+    /// the starts it took over) past their read cursors.
+    fn read_mail(&self, close: bool) -> Result<Vec<Delivery>, InvokeError> {
+        let Some(start) = self.start else {
+            return Ok(Vec::new());
+        };
+        let from = self.read.load(Ordering::Relaxed);
+        let tasks = self.read_mailbox(start, from, close)?;
+        self.read.fetch_add(tasks.len() as u32, Ordering::Relaxed);
+        let mut mail: Vec<Delivery> = tasks.into_iter().map(|t| (t, None)).collect();
+        let mut adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
+        for start in adopted.iter_mut() {
+            let tasks = self.read_mailbox(start.start, start.read, close)?;
+            start.read += tasks.len() as u32;
+            mail.extend(tasks.into_iter().map(|t| (t, Some(start.start))));
+        }
+        Ok(mail)
+    }
+
+    /// Gives up the leases of the starts taken over (after the executor has
+    /// ended and written what it held).
+    fn release_adopted(&self) -> Result<(), StorageError> {
+        let adopted = std::mem::take(&mut *self.adopted.lock().unwrap_or_else(|p| p.into_inner()));
+        for start in adopted {
+            let Adopted { start, holder, .. } = start;
+            self.connection
+                .block(self.connection.stores.coordinator.release(
+                    self.job,
+                    &lease_name(start),
+                    &holder,
+                ))?;
+        }
+        Ok(())
+    }
+
+    /// Takes over the start in `payload` if it is one of this job's and no
+    /// other executor has it.
+    fn adopt(&self, waiting: &Waiting<'_>, payload: Vec<u8>) -> Waited {
+        let (invocation, job) = match Invocation::parse(&payload) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                eprintln!("wukong worker: {error}");
+                return Waited::Nothing;
+            }
+        };
+        if job != *self.job {
+            *waiting.stashed.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
+            return Waited::End;
+        }
+        let task = TaskId(invocation.task);
+        let inline = match invocation.inputs() {
+            Ok(inline) if task.index() < waiting.tasks => inline,
+            _ => {
+                eprintln!("wukong worker: rejected an invocation of task {task} of job {job}");
+                return Waited::Nothing;
+            }
+        };
+        let holder = waiting.host.holder(invocation.attempt, waiting.executor);
+        match waiting
+            .host
+            .take_start(&job, task, invocation.attempt, &holder, waiting.lease)
+        {
+            Ok(true) => {}
+            Ok(false) => return Waited::Nothing,
+            Err(error) => {
+                eprintln!("wukong worker: cannot take over task {task} of job {job}: {error}");
+                return Waited::End;
+            }
+        }
+        let renewal = Renewal::start(
+            self.connection,
+            &job,
+            &lease_name(task),
+            &holder,
+            waiting.lease,
+        );
+        let mailbox = mailbox_name(&job, task.0);
+        if self
+            .connection
+            .block(self.connection.redis.open_mailbox(&mailbox))
+            .is_err()
+        {
+            drop(renewal);
+            let _ = self
+                .connection
+                .block(self.connection.stores.coordinator.release(
+                    &job,
+                    &lease_name(task),
+                    &holder,
+                ));
+            return Waited::End;
+        }
+        self.adopted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Adopted {
+                start: task,
+                read: 0,
+                holder,
+                _renewal: renewal,
+            });
+        Waited::Start(task, inline)
     }
 }
 
@@ -629,17 +775,68 @@ impl Dispatcher for JobDispatcher<'_> {
         Ok(true)
     }
 
-    fn holder(&self) -> String {
-        self.start
+    fn holder(&self, origin: Option<TaskId>) -> String {
+        origin
+            .or(self.start)
             .map_or_else(String::new, |start| format!("s{}", start.0))
     }
 
-    fn take_mail(&self) -> Result<Vec<TaskId>, InvokeError> {
+    fn take_mail(&self) -> Result<Vec<Delivery>, InvokeError> {
         self.read_mail(false)
     }
 
-    fn close_mailbox(&self) -> Result<Vec<TaskId>, InvokeError> {
+    fn close_mailbox(&self) -> Result<Vec<Delivery>, InvokeError> {
         self.read_mail(true)
+    }
+
+    fn wait_for_start(&self) -> Result<Waited, InvokeError> {
+        let Some(waiting) = &self.waiting else {
+            return Ok(Waited::End);
+        };
+        let redis = &self.connection.redis;
+        // A job that failed or finished elsewhere is deleted: stop waiting.
+        {
+            let mut checked = waiting.checked.lock().unwrap_or_else(|p| p.into_inner());
+            if checked.elapsed() >= WAIT_SLICE {
+                let key = self.job.key("spec").map_err(mail_error)?;
+                if !self
+                    .connection
+                    .block(self.connection.stores.objects.exists(&key))
+                    .map_err(mail_error)?
+                {
+                    return Ok(Waited::End);
+                }
+                *checked = Instant::now();
+            }
+        }
+        let idle = idle_set(waiting.queue);
+        self.connection
+            .block(redis.mark_present(&idle, waiting.member, true))
+            .map_err(mail_error)?;
+        let mut mailboxes: Vec<String> = self
+            .start
+            .iter()
+            .map(|s| mailbox_name(self.job, s.0))
+            .collect();
+        mailboxes.extend(
+            self.adopted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|a| mailbox_name(self.job, a.start.0)),
+        );
+        let woken = {
+            let mut listener = waiting.listener.lock().unwrap_or_else(|p| p.into_inner());
+            self.connection
+                .block(listener.wait(waiting.queue, &mailboxes, WAIT_SLICE))
+        };
+        self.connection
+            .block(redis.mark_present(&idle, waiting.member, false))
+            .map_err(mail_error)?;
+        Ok(match woken.map_err(mail_error)? {
+            Woken::Message(payload) => self.adopt(waiting, payload),
+            Woken::Mail | Woken::Timeout => Waited::Nothing,
+        })
     }
 
     fn deliver(&self, holder: &str, task: TaskId) -> Result<bool, InvokeError> {
@@ -774,6 +971,62 @@ impl Host {
     /// Returns an error only when the payload is rejected or the job unknown
     /// (nothing ran; nothing is sent to any job's queues).
     pub fn handle(&self, payload: &[u8]) -> Result<Handled, RemoteError> {
+        self.run(payload, None).0
+    }
+
+    /// The lease holder name of an executor running an attempt.
+    fn holder(&self, attempt: u32, executor: u32) -> String {
+        format!("a{attempt}.w{}.e{executor}", self.worker)
+    }
+
+    /// Takes the claim of an invocation and the lease of its start for
+    /// `holder`; `false` if another executor has either (a duplicate).
+    fn take_start(
+        &self,
+        job: &JobId,
+        task: TaskId,
+        attempt: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let coordinator = &self.connection.stores.coordinator;
+        let start_claim = format!("start/{}/{attempt}", task.0);
+        if self
+            .connection
+            .block(coordinator.claim(job, &start_claim, holder))?
+            != holder
+        {
+            return Ok(false);
+        }
+        if !self
+            .connection
+            .block(coordinator.acquire(job, &lease_name(task), holder, ttl))?
+        {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// [`handle`](Self::handle); with `queue`, an executor that holds claims
+    /// and has nothing to run takes over starts of its job from the queue
+    /// instead of ending. An invocation of another job taken meanwhile is
+    /// returned, to run next.
+    fn run(
+        &self,
+        payload: &[u8],
+        queue: Option<(&Mutex<QueueListener>, &str, &str)>,
+    ) -> (Result<Handled, RemoteError>, Option<Vec<u8>>) {
+        match self.start_executor(payload, queue) {
+            Ok((handled, stashed)) => (Ok(handled), stashed),
+            Err(error) => (Err(error), None),
+        }
+    }
+
+    fn start_executor(
+        &self,
+        payload: &[u8],
+        queue: Option<(&Mutex<QueueListener>, &str, &str)>,
+    ) -> Result<(Handled, Option<Vec<u8>>), RemoteError> {
         let (invocation, job) = Invocation::parse(payload)?;
         let inline = invocation.inputs()?;
         let loaded = self.job(&job)?;
@@ -787,36 +1040,25 @@ impl Host {
             });
         }
         let executor = self.executors.fetch_add(1, Ordering::Relaxed);
-        let holder = format!("a{}.w{}.e{executor}", invocation.attempt, self.worker);
-        let coordinator = &self.connection.stores.coordinator;
-        let start_claim = format!("start/{}/{}", task.0, invocation.attempt);
+        let holder = self.holder(invocation.attempt, executor);
         let lease = lease_name(task);
         let ttl = Duration::from_millis(loaded.spec.lease_ms);
-        let setup_failed = |e: StorageError| self.fail(&job, task, e.to_string());
-        let winner = match self
-            .connection
-            .block(coordinator.claim(&job, &start_claim, &holder))
-        {
-            Ok(winner) => winner,
-            Err(e) => return Ok(setup_failed(e)),
-        };
-        if winner != holder {
-            return Ok(Handled::Duplicate);
-        }
-        match self
-            .connection
-            .block(coordinator.acquire(&job, &lease, &holder, ttl))
-        {
+        // Executors are counted (their reports are awaited); starts taken
+        // over by a running one are not.
+        let counted = self
+            .take_start(&job, task, invocation.attempt, &holder, ttl)
+            .and_then(|taken| {
+                if taken {
+                    let counter = started_counter(&job);
+                    let redis = &self.connection.redis;
+                    self.connection.block(redis.add_to_counter(&counter, 1))?;
+                }
+                Ok(taken)
+            });
+        match counted {
             Ok(true) => {}
-            Ok(false) => return Ok(Handled::Duplicate),
-            Err(e) => return Ok(setup_failed(e)),
-        }
-        if let Err(e) = self.connection.block(
-            self.connection
-                .redis
-                .add_to_counter(&started_counter(&job), 1),
-        ) {
-            return Ok(setup_failed(e));
+            Ok(false) => return Ok((Handled::Duplicate, None)),
+            Err(e) => return Ok((self.fail(&job, task, e.to_string()), None)),
         }
         let started_unix_ms = unix_ms();
         let dispatcher = JobDispatcher {
@@ -826,6 +1068,18 @@ impl Host {
             duplicate: loaded.spec.duplicate_invocations,
             start: Some(task),
             read: AtomicU32::new(0),
+            waiting: queue.map(|(listener, queue, member)| Waiting {
+                host: self,
+                listener,
+                queue,
+                member,
+                executor,
+                lease: ttl,
+                tasks: loaded.dag.num_tasks(),
+                stashed: Mutex::new(None),
+                checked: Mutex::new(Instant::now()),
+            }),
+            adopted: Mutex::new(Vec::new()),
         };
         let result = {
             let _renewal = Renewal::start(&self.connection, &job, &lease, &holder, ttl);
@@ -850,28 +1104,50 @@ impl Host {
         if let Some(client) = &self.connection.lambda {
             client.settle(Duration::from_millis(100));
         }
-        let release = self
-            .connection
-            .block(coordinator.release(&job, &lease, &holder));
-        let report = match (result, release) {
-            (Ok(report), Ok(())) => report,
-            (Err(e), _) => return Ok(self.fail(&job, task, crate::Error::from(e).to_string())),
-            (Ok(_), Err(e)) => return Ok(self.fail(&job, task, e.to_string())),
-        };
-        let tasks = report.tasks.len();
-        let message = ReportMessage {
-            started_unix_ms,
-            report,
-        };
-        // A lost report only thins the driver's timeline; the job is unharmed.
-        if let Ok(bytes) = serde_json::to_vec(&message) {
-            let _ = self.connection.block(
+        let stashed = dispatcher
+            .waiting
+            .as_ref()
+            .and_then(|w| w.stashed.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let release = dispatcher.release_adopted().and_then(|()| {
+            self.connection.block(
                 self.connection
-                    .redis
-                    .push_message(&reports_queue(&job), &bytes),
-            );
+                    .stores
+                    .coordinator
+                    .release(&job, &lease, &holder),
+            )
+        });
+        let handled = match (result, release) {
+            (Ok(report), Ok(())) => {
+                let tasks = report.tasks.len();
+                let message = ReportMessage {
+                    started_unix_ms,
+                    report,
+                };
+                // A lost report only thins the driver's timeline; the job is unharmed.
+                if let Ok(bytes) = serde_json::to_vec(&message) {
+                    let _ = self.connection.block(
+                        self.connection
+                            .redis
+                            .push_message(&reports_queue(&job), &bytes),
+                    );
+                }
+                Handled::Ran { tasks }
+            }
+            (Err(e), _) => self.fail(&job, task, crate::Error::from(e).to_string()),
+            (Ok(_), Err(e)) => self.fail(&job, task, e.to_string()),
+        };
+        Ok((handled, stashed))
+    }
+
+    /// Says on standard error what went wrong with an invocation.
+    fn log(&self, handled: Result<Handled, RemoteError>) {
+        match handled {
+            Ok(Handled::Failed { message }) => {
+                eprintln!("wukong worker: executor failed: {message}")
+            }
+            Ok(_) => {}
+            Err(error) => eprintln!("wukong worker: {error}"),
         }
-        Ok(Handled::Ran { tasks })
     }
 
     fn fail(&self, job: &JobId, task: TaskId, message: String) -> Handled {
@@ -888,24 +1164,28 @@ impl Host {
     /// waits, so that executors know how many more can start at once.
     pub fn serve_queue(&self, queue: &str, stop: &AtomicBool) -> Result<(), Error> {
         let redis = &self.connection.redis;
-        let mut listener = self.connection.block(redis.listener())?;
+        let listener = Mutex::new(self.connection.block(redis.listener())?);
         let idle = idle_set(queue);
         let me = format!("w{}.{}", self.worker, std::process::id());
         while !stop.load(Ordering::Relaxed) {
             self.connection
                 .block(redis.mark_present(&idle, &me, true))?;
-            let popped = self.connection.block(listener.pop(&[queue], IDLE_WAIT));
+            let popped = {
+                let mut listener = listener.lock().unwrap_or_else(|p| p.into_inner());
+                self.connection.block(listener.pop(&[queue], IDLE_WAIT))
+            };
             self.connection
                 .block(redis.mark_present(&idle, &me, false))?;
-            let Some((_, payload)) = popped? else {
+            let Some((_, mut payload)) = popped? else {
                 continue;
             };
-            match self.handle(&payload) {
-                Ok(Handled::Failed { message }) => {
-                    eprintln!("wukong worker: executor failed: {message}")
+            loop {
+                let (handled, stashed) = self.run(&payload, Some((&listener, queue, &me)));
+                self.log(handled);
+                match stashed {
+                    Some(next) => payload = next,
+                    None => break,
                 }
-                Ok(_) => {}
-                Err(error) => eprintln!("wukong worker: {error}"),
             }
         }
         Ok(())
@@ -1131,6 +1411,8 @@ fn drive(
         duplicate: remote.duplicate_invocations,
         start: None,
         read: AtomicU32::new(0),
+        waiting: None,
+        adopted: Mutex::new(Vec::new()),
     };
     let mut invocations = 0u64;
     for task in dag.sources() {

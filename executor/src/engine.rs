@@ -54,7 +54,8 @@ const DONE_NODE: u64 = 1 << 32;
 
 use crate::cache::TileCache;
 use crate::invoke::{
-    Dispatcher, ExecutorId, Idle, InlineInputs, InvokeError, Mailbox, Platform, Remote, ThreadPool,
+    Delivery, Dispatcher, ExecutorId, Idle, InlineInputs, InvokeError, Mailbox, Platform, Remote,
+    ThreadPool,
 };
 use crate::{
     ExecError, ExecutorRecord, IoReport, Kernels, Progress, RunOptions, RunOutcome, RunReport,
@@ -364,7 +365,7 @@ impl Engine {
             mail_read: None,
             capacity_asked: None,
         };
-        run.push(&mut executor, start, false);
+        run.push(&mut executor, start, false, None);
         let result = run
             .preload(&mut executor, start, inline)
             .and_then(|()| run.executor_loop(&mut executor));
@@ -646,6 +647,9 @@ type Handoff<V> = HashMap<TaskId, Vec<(DataId, Arc<V>)>>;
 struct Local {
     priority: u64,
     task: std::cmp::Reverse<TaskId>,
+    /// The start taken over whose work this is (see [`Dispatcher::holder`]);
+    /// `None`: the executor's own.
+    origin: Option<TaskId>,
 }
 
 impl<V> Executor<V> {
@@ -672,7 +676,7 @@ struct Executor<V> {
     held: HashSet<TaskId>,
     /// Delivered tasks whose held data this executor has not produced yet
     /// (it re-runs the work of a lost executor that claimed them).
-    deferred: Vec<TaskId>,
+    deferred: Vec<Delivery>,
     mailbox: Option<Arc<Mailbox>>,
     records: Vec<TaskRecord>,
     /// When the mailbox was last read, and spare capacity last asked for.
@@ -882,7 +886,7 @@ where
                 mail_read: None,
                 capacity_asked: None,
             };
-            self.start_at(&mut executor, first);
+            self.start_at(&mut executor, first, None);
             if let Err(failure) = self.executor_loop(&mut executor) {
                 self.fail(pool, failure);
             }
@@ -904,7 +908,9 @@ where
     }
 
     /// Queues the task an invocation starts at, with the inputs handed to it.
-    fn start_at(&self, executor: &mut Executor<K::Value>, task: TaskId) {
+    /// Queues the start `task`; `origin` is `Some(task)` for a start taken
+    /// over on a remote platform.
+    fn start_at(&self, executor: &mut Executor<K::Value>, task: TaskId, origin: Option<TaskId>) {
         // Kept for a duplicated invocation of the same task.
         let handed = self.handoff.lock().get(&task).cloned().unwrap_or_default();
         for (data, value) in handed {
@@ -913,7 +919,7 @@ where
             executor.cache.insert(data, value, size, false);
             add(&self.io.inline_inputs, 1);
         }
-        self.push(executor, task, false);
+        self.push(executor, task, false, origin);
     }
 
     fn fail(&self, pool: &ThreadPool, failure: ExecError<K::Error>) {
@@ -922,10 +928,17 @@ where
         pool.stop();
     }
 
-    fn push(&self, executor: &mut Executor<K::Value>, task: TaskId, pinned: bool) {
+    fn push(
+        &self,
+        executor: &mut Executor<K::Value>,
+        task: TaskId,
+        pinned: bool,
+        origin: Option<TaskId>,
+    ) {
         let local = Local {
             priority: self.dag.priority(task).max(0.0).to_bits(),
             task: std::cmp::Reverse(task),
+            origin,
         };
         if pinned {
             executor.pinned.push(local);
@@ -1043,8 +1056,8 @@ where
                     if deferred.is_empty() {
                         return Ok(());
                     }
-                    for task in deferred {
-                        self.push(executor, task, true);
+                    for (task, origin) in deferred {
+                        self.push(executor, task, true, origin);
                     }
                     continue;
                 }
@@ -1056,9 +1069,10 @@ where
                     .filter(|_| !executor.held.is_empty())
                 {
                     match self.platform.idle(mailbox) {
-                        Idle::Adopt(task) => {
+                        Idle::Adopt(task, inputs) => {
                             add(&self.io.adoptions, 1);
-                            self.start_at(executor, task);
+                            self.preload(executor, task, inputs)?;
+                            self.start_at(executor, task, self.remote.then_some(task));
                             continue;
                         }
                         Idle::Mail => continue,
@@ -1076,7 +1090,7 @@ where
                 self.accept(executor, last);
                 continue;
             };
-            let task = next.task.0;
+            let (task, origin) = (next.task.0, next.origin);
             // A task delivered or completed twice runs once here, and a
             // duplicated executor stops following a path that another one has
             // already finished; concurrent duplicates both run, harmlessly.
@@ -1084,14 +1098,16 @@ where
                 continue;
             }
             executor.held.remove(&task);
-            self.run_task(executor, task)?;
+            self.run_task(executor, task, origin)?;
             if !executor.deferred.is_empty() {
                 let held = &executor.held;
-                let (ready, waiting): (Vec<TaskId>, Vec<TaskId>) =
-                    executor.deferred.iter().partition(|t| held.contains(t));
+                let (ready, waiting): (Vec<Delivery>, Vec<Delivery>) = executor
+                    .deferred
+                    .iter()
+                    .partition(|(t, _)| held.contains(t));
                 executor.deferred = waiting;
-                for task in ready {
-                    self.push(executor, task, true);
+                for (task, origin) in ready {
+                    self.push(executor, task, true, origin);
                 }
             }
             if self.wukong() {
@@ -1103,14 +1119,14 @@ where
     /// Queues delivered tasks; on platforms where a delivery may come before
     /// the data held for it (see [`Platform::deliveries_may_precede_data`]),
     /// those not yet held wait until this executor has produced that data.
-    fn accept(&self, executor: &mut Executor<K::Value>, delivered: Vec<TaskId>) {
-        for task in delivered {
+    fn accept(&self, executor: &mut Executor<K::Value>, delivered: Vec<Delivery>) {
+        for (task, origin) in delivered {
             if self.platform.deliveries_may_precede_data() && !executor.held.contains(&task) {
-                if !executor.deferred.contains(&task) {
-                    executor.deferred.push(task);
+                if !executor.deferred.iter().any(|&(t, _)| t == task) {
+                    executor.deferred.push((task, origin));
                 }
             } else {
-                self.push(executor, task, true);
+                self.push(executor, task, true, origin);
             }
         }
     }
@@ -1180,6 +1196,7 @@ where
         &self,
         executor: &mut Executor<K::Value>,
         task: TaskId,
+        origin: Option<TaskId>,
     ) -> Result<(), ExecError<K::Error>> {
         let dag = self.dag;
         let start = self.start.elapsed();
@@ -1240,7 +1257,7 @@ where
             None
         };
         if let Some(plan) = &self.plan {
-            self.route_children(executor, task, plan, count)?;
+            self.route_children(executor, task, origin, plan, count)?;
             self.evict(executor, task)
         } else {
             let children = dag.children(task);
@@ -1330,19 +1347,20 @@ where
         &self,
         executor: &mut Executor<K::Value>,
         task: TaskId,
+        origin: Option<TaskId>,
         plan: &ClusterPlan,
         count: Option<Edge>,
     ) -> Result<(), ExecError<K::Error>> {
         let dag = self.dag;
         let edge_bytes = plan.edge_bytes(task);
-        let me = self.platform.holder(executor.id);
+        let me = self.platform.holder(executor.id, origin);
         // Children with other parents: (index among the children, child,
         // this edge's data that only this executor has, whether it claims first).
         let mut fan_in: Vec<(usize, TaskId, Vec<DataId>, bool)> = Vec::new();
         let mut joins = Vec::new();
         for (i, &child) in dag.children(task).iter().enumerate() {
             if dag.fan_in(child) == 1 {
-                self.push(executor, child, plan.stays(task, i));
+                self.push(executor, child, plan.stays(task, i), origin);
                 continue;
             }
             let reads = dag.reads(child);
@@ -1409,7 +1427,8 @@ where
             let pinned = plan.stays(task, i);
             let holder = joined[j].holder.take().unwrap_or_else(|| me.clone());
             if holder == me {
-                self.push(executor, child, pinned || executor.held.contains(&child));
+                let pinned = pinned || executor.held.contains(&child);
+                self.push(executor, child, pinned, origin);
                 continue;
             }
             let delivered =
@@ -1422,7 +1441,7 @@ where
             match delivered {
                 Some(true) => add(&self.io.deliveries, 1),
                 // The holder has ended, after writing what it held.
-                Some(false) => self.push(executor, child, pinned),
+                Some(false) => self.push(executor, child, pinned, origin),
                 None => return Err(ExecError::BadClaim { child, holder }),
             }
         }

@@ -87,21 +87,30 @@ pub trait Dispatcher: Send + Sync {
         Ok(false)
     }
 
-    /// The name this executor claims children under. Whoever runs this
-    /// executor's work after it is lost must use the same name, and find in
-    /// the mailbox everything delivered to it.
-    fn holder(&self) -> String {
+    /// The name under which this executor claims children for the work of
+    /// `origin`: its own start (`None`) or a start it took over (see
+    /// [`wait_for_start`](Self::wait_for_start)). Whoever runs that start's
+    /// work after it is lost must use the same name, and find in its mailbox
+    /// everything delivered to it.
+    fn holder(&self, _origin: Option<TaskId>) -> String {
         String::new()
     }
 
-    /// Tasks delivered to this executor since the last call.
-    fn take_mail(&self) -> Result<Vec<TaskId>, InvokeError> {
+    /// Tasks delivered to this executor's mailboxes since the last call.
+    fn take_mail(&self) -> Result<Vec<Delivery>, InvokeError> {
         Ok(Vec::new())
     }
 
-    /// Closes the mailbox and returns what was delivered since the last take.
-    fn close_mailbox(&self) -> Result<Vec<TaskId>, InvokeError> {
+    /// Closes the mailboxes and returns what was delivered since the last take.
+    fn close_mailbox(&self) -> Result<Vec<Delivery>, InvokeError> {
         Ok(Vec::new())
+    }
+
+    /// The executor holds claims and has nothing to run: wait a little for
+    /// an invocation of the same job that it can take over (its start, whose
+    /// lease and mailbox it then keeps until it ends). The default ends.
+    fn wait_for_start(&self) -> Result<Waited, InvokeError> {
+        Ok(Waited::End)
     }
 
     /// Delivers `task` to the executor that claims under `holder`; `false` if
@@ -110,6 +119,22 @@ pub trait Dispatcher: Send + Sync {
     fn deliver(&self, _holder: &str, _task: TaskId) -> Result<bool, InvokeError> {
         Ok(false)
     }
+}
+
+/// A delivered task, with the start taken over by its executor (see
+/// [`Dispatcher::wait_for_start`]) whose mailbox it came to; `None` for the
+/// executor's own.
+pub type Delivery = (TaskId, Option<TaskId>);
+
+/// What [`Dispatcher::wait_for_start`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// A start of the job, now this executor's, with its inline inputs.
+    Start(TaskId, InlineInputs),
+    /// Nothing yet: look at the mailboxes, then wait again.
+    Nothing,
+    /// Stop waiting: write what is held and end.
+    End,
 }
 
 /// What the engine needs from where its executors live: [`Invoker`], plus
@@ -125,10 +150,11 @@ pub(crate) trait Platform: Invoker {
     }
 
     /// Closes the executor's mailbox and returns what arrived last.
-    fn close_mailbox(&self, executor: ExecutorId) -> Result<Vec<TaskId>, InvokeError>;
+    fn close_mailbox(&self, executor: ExecutorId) -> Result<Vec<Delivery>, InvokeError>;
 
-    /// The name `executor` claims under.
-    fn holder(&self, executor: ExecutorId) -> String {
+    /// The name `executor` claims under for the work of `origin` (see
+    /// [`Dispatcher::holder`]).
+    fn holder(&self, executor: ExecutorId, _origin: Option<TaskId>) -> String {
         executor.to_string()
     }
 
@@ -174,8 +200,8 @@ pub(crate) trait Platform: Invoker {
 /// What an executor with nothing queued but claims held does next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Idle {
-    /// Run this start, which was waiting for a worker.
-    Adopt(TaskId),
+    /// Run this start, which was waiting for a worker, with its inline inputs.
+    Adopt(TaskId, InlineInputs),
     /// Tasks were delivered.
     Mail,
     /// Write what is held and end.
@@ -214,12 +240,30 @@ impl Platform for Remote<'_> {
         Ok(())
     }
 
-    fn close_mailbox(&self, _: ExecutorId) -> Result<Vec<TaskId>, InvokeError> {
+    fn close_mailbox(&self, _: ExecutorId) -> Result<Vec<Delivery>, InvokeError> {
         self.0.close_mailbox()
     }
 
-    fn holder(&self, _: ExecutorId) -> String {
-        self.0.holder()
+    fn holder(&self, _: ExecutorId, origin: Option<TaskId>) -> String {
+        self.0.holder(origin)
+    }
+
+    /// Waits for mail or a start to take over, as long as the dispatcher
+    /// has one to offer (worker processes); a failure to look ends the wait.
+    fn idle(&self, mailbox: &Mailbox) -> Idle {
+        loop {
+            if self.collect_mail(mailbox).is_err() {
+                return Idle::End;
+            }
+            if mailbox.has_mail() {
+                return Idle::Mail;
+            }
+            match self.0.wait_for_start() {
+                Ok(Waited::Start(task, inputs)) => return Idle::Adopt(task, inputs),
+                Ok(Waited::Nothing) => {}
+                Ok(Waited::End) | Err(_) => return Idle::End,
+            }
+        }
     }
 
     fn deliver_to(&self, holder: &str, task: TaskId) -> Result<Option<bool>, InvokeError> {
@@ -246,7 +290,7 @@ impl Platform for Remote<'_> {
 
 /// A live executor's inbox; `None` once closed.
 #[derive(Default)]
-pub(crate) struct Mailbox(Mutex<Option<Vec<TaskId>>>);
+pub(crate) struct Mailbox(Mutex<Option<Vec<Delivery>>>);
 
 impl Mailbox {
     fn open() -> Self {
@@ -261,7 +305,7 @@ impl Mailbox {
     }
 
     /// Tasks delivered since the last call.
-    pub(crate) fn take(&self) -> Vec<TaskId> {
+    pub(crate) fn take(&self) -> Vec<Delivery> {
         self.0
             .lock()
             .as_mut()
@@ -379,7 +423,7 @@ impl Platform for ThreadPool {
         Ok(Some(mailbox))
     }
 
-    fn close_mailbox(&self, executor: ExecutorId) -> Result<Vec<TaskId>, InvokeError> {
+    fn close_mailbox(&self, executor: ExecutorId) -> Result<Vec<Delivery>, InvokeError> {
         let mailbox = self.mailboxes.lock().remove(&executor);
         Ok(mailbox.and_then(|m| m.0.lock().take()).unwrap_or_default())
     }
@@ -399,7 +443,7 @@ impl Platform for ThreadPool {
             }
             if let Some(queued) = state.queue.pop() {
                 self.update_spare(&state);
-                return Idle::Adopt(queued.task.0);
+                return Idle::Adopt(queued.task.0, Vec::new());
             }
             // Deliverers notify under this lock: no mail is missed.
             if mailbox.has_mail() {
@@ -453,7 +497,7 @@ impl Invoker for ThreadPool {
         let mut inbox = mailbox.0.lock();
         match inbox.as_mut() {
             Some(tasks) => {
-                tasks.push(task);
+                tasks.push((task, None));
                 drop(inbox);
                 // Its executor may be waiting in `idle`.
                 let _state = self.state.lock();
@@ -485,11 +529,11 @@ mod tests {
             .flatten()
             .expect("local mailboxes");
         assert!(pool.deliver(ExecutorId(3), TaskId(7)));
-        assert_eq!(mailbox.take(), vec![TaskId(7)]);
+        assert_eq!(mailbox.take(), vec![(TaskId(7), None)]);
         assert!(pool.deliver(ExecutorId(3), TaskId(8)));
         assert_eq!(
             pool.close_mailbox(ExecutorId(3)).ok(),
-            Some(vec![TaskId(8)])
+            Some(vec![(TaskId(8), None)])
         );
         assert!(!pool.deliver(ExecutorId(3), TaskId(9)));
         assert!(!pool.deliver(ExecutorId(4), TaskId(9)));
@@ -513,12 +557,15 @@ mod tests {
         std::thread::scope(|scope| {
             let waiting = scope.spawn(|| pool.idle(&mailbox));
             pool.invoke(TaskId(5), 1.0).unwrap();
-            assert_eq!(waiting.join().ok(), Some(Idle::Adopt(TaskId(5))));
+            assert_eq!(
+                waiting.join().ok(),
+                Some(Idle::Adopt(TaskId(5), Vec::new()))
+            );
             let waiting = scope.spawn(|| pool.idle(&mailbox));
             assert!(pool.deliver(ExecutorId(1), TaskId(6)));
             assert_eq!(waiting.join().ok(), Some(Idle::Mail));
         });
-        assert_eq!(mailbox.take(), vec![TaskId(6)]);
+        assert_eq!(mailbox.take(), vec![(TaskId(6), None)]);
         // The other thread goes idle with nothing queued: no task runs, so
         // nothing can be delivered; the lingering thread ends and the pool
         // sees the stall once both wait.

@@ -54,7 +54,7 @@ pub use engine::{
     Engine, EngineConfig, ExecutorReport, ExecutorSlot, Scheduler, Stores, WorkerCache, data_key,
 };
 pub use error::ExecError;
-pub use invoke::{Dispatcher, ExecutorId, InlineInputs, InvokeError, Invoker};
+pub use invoke::{Delivery, Dispatcher, ExecutorId, InlineInputs, InvokeError, Invoker, Waited};
 pub use local::LocalExecutor;
 pub use report::{ExecutorRecord, IoReport, RunReport, TaskRecord};
 

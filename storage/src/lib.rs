@@ -42,7 +42,7 @@ pub use object::{
     ObjectStoreExt, PutMode,
 };
 #[cfg(feature = "redis")]
-pub use redis_store::{QueueListener, RedisStore};
+pub use redis_store::{QueueListener, RedisStore, Woken};
 #[cfg(feature = "s3")]
 pub use s3_store::{S3Config, S3Credentials, S3Store};
 pub use slot::SlotStore;

@@ -391,14 +391,16 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Appends `message` to the mailbox `name` if it is open; `false` if it is not.
+    /// Appends `message` to the mailbox `name` if it is open, and rings its
+    /// bell (see [`QueueListener::wait`]); `false` if it is not open.
     pub async fn deliver(&self, name: &str, message: &[u8]) -> Result<bool, StorageError> {
         check_name(name)?;
         let delivered: i64 = Script::new(
-            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\nredis.call('RPUSH', KEYS[2], ARGV[1])\nreturn 1",
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\nredis.call('RPUSH', KEYS[2], ARGV[1])\nif redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], 1) end\nreturn 1",
         )
         .key(format!("wk:mo:{name}"))
         .key(format!("wk:mb:{name}"))
+        .key(bell(name))
         .arg(message)
         .invoke_async(&mut self.connection.clone())
         .await
@@ -506,6 +508,34 @@ impl std::fmt::Debug for QueueListener {
 }
 
 impl QueueListener {
+    /// Waits up to `timeout` (whole milliseconds, at least one) for a message
+    /// in `queue`, which it takes, or a delivery to one of `mailboxes`.
+    pub async fn wait(
+        &mut self,
+        queue: &str,
+        mailboxes: &[String],
+        timeout: Duration,
+    ) -> Result<Woken, StorageError> {
+        check_name(queue)?;
+        let mut keys = vec![format!("wk:q:{queue}")];
+        for mailbox in mailboxes {
+            check_name(mailbox)?;
+            keys.push(bell(mailbox));
+        }
+        let seconds = timeout.as_secs_f64().max(0.001);
+        let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+            .arg(&keys)
+            .arg(seconds)
+            .query_async(&mut self.connection)
+            .await
+            .map_err(|e| redis_error(&self.endpoint, e))?;
+        Ok(match popped {
+            None => Woken::Timeout,
+            Some((key, message)) if key == keys[0] => Woken::Message(message),
+            Some(_) => Woken::Mail,
+        })
+    }
+
     /// Takes the first message of the first non-empty queue of `queues`,
     /// waiting up to `timeout` (whole milliseconds, at least one) for one to
     /// arrive; `None` if none did. Returns the queue's name and the message.
@@ -533,6 +563,23 @@ impl QueueListener {
             )
         }))
     }
+}
+
+/// The list a delivery to mailbox `name` pushes to (at most one entry), so
+/// that its reader can block on it.
+fn bell(name: &str) -> String {
+    format!("wk:mb:{name}:bell")
+}
+
+/// What [`QueueListener::wait`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Woken {
+    /// A message taken from the queue.
+    Message(Vec<u8>),
+    /// Something was delivered to one of the mailboxes.
+    Mail,
+    /// Neither came within the time allowed.
+    Timeout,
 }
 
 fn redis_error(endpoint: &str, error: RedisError) -> StorageError {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wukong_storage::{JobId, ObjectStore, PutMode, RedisStore, StorageError};
+use wukong_storage::{JobId, ObjectStore, PutMode, RedisStore, StorageError, Woken};
 
 fn url() -> String {
     std::env::var("WUKONG_TEST_REDIS_URL").unwrap_or_else(|_| {
@@ -369,14 +369,43 @@ async fn queues_deliver_each_message_once_in_order_and_wake_waiters() {
         store.read_mailbox(&mailbox, 0, false).await.unwrap().len(),
         3
     );
-    store.delete_mailboxes(&mailbox).await.unwrap();
-    assert!(
-        store
-            .read_mailbox(&mailbox, 0, false)
-            .await
-            .unwrap()
-            .is_empty()
+    // A waiter blocked on a queue and mailboxes wakes for a delivery (the
+    // three above rang the bell once), takes queued messages, and times out.
+    let other = job("mailbox-2").to_string();
+    let boxes = [mailbox.clone(), other.clone()];
+    let wait = Duration::from_millis(50);
+    assert_eq!(
+        listener.wait(&queue, &boxes, wait).await.unwrap(),
+        Woken::Mail
     );
+    assert_eq!(
+        listener.wait(&queue, &boxes, wait).await.unwrap(),
+        Woken::Timeout
+    );
+    store.open_mailbox(&other).await.unwrap();
+    let waiter = {
+        let mut listener = store.listener().await.unwrap();
+        let (queue, boxes) = (queue.clone(), boxes.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let woken = listener.wait(&queue, &boxes, Duration::from_secs(10)).await;
+            (woken.unwrap(), started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.deliver(&other, b"d").await.unwrap());
+    let (woken, waited) = waiter.await.unwrap();
+    assert_eq!(woken, Woken::Mail);
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    store.push_message(&queue, b"start").await.unwrap();
+    assert_eq!(
+        listener.wait(&queue, &boxes, wait).await.unwrap(),
+        Woken::Message(b"start".to_vec())
+    );
+    for name in [&mailbox, &other] {
+        store.delete_mailboxes(name).await.unwrap();
+        assert!(store.read_mailbox(name, 0, false).await.unwrap().is_empty());
+    }
 
     // Names are checked before anything reaches the server.
     assert!(matches!(
