@@ -567,6 +567,8 @@ struct Waiting<'a> {
     stashed: Mutex<Option<Vec<u8>>>,
     /// When the job's spec was last seen in the store.
     checked: Mutex<Instant>,
+    /// When the worker last marked itself idle, if it has not unmarked since.
+    marked: Mutex<Option<Instant>>,
 }
 
 /// A start an executor took over: its mailbox cursor, and its lease, renewed
@@ -598,52 +600,55 @@ impl JobDispatcher<'_> {
         self.start.map(|start| mailbox_name(self.job, start.0))
     }
 
-    /// The tasks in the messages of the mailbox of `start` from message `from` on.
-    fn read_mailbox(
-        &self,
-        start: TaskId,
-        from: u32,
-        close: bool,
-    ) -> Result<Vec<TaskId>, InvokeError> {
-        let mailbox = mailbox_name(self.job, start.0);
-        let messages = self
-            .connection
-            .block(
-                self.connection
-                    .redis
-                    .read_mailbox(&mailbox, from as usize, close),
-            )
-            .map_err(mail_error)?;
-        messages
+    /// What was delivered to the executor's mailboxes (its own and those of
+    /// the starts it took over) past their read cursors, in one round trip.
+    fn read_mail(&self, close: bool) -> Result<Vec<Delivery>, InvokeError> {
+        let Some(start) = self.start else {
+            return Ok(Vec::new());
+        };
+        let mut adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut boxes = vec![(
+            None,
+            mailbox_name(self.job, start.0),
+            self.read.load(Ordering::Relaxed),
+        )];
+        boxes.extend(
+            adopted
+                .iter()
+                .map(|a| (Some(a.start), mailbox_name(self.job, a.start.0), a.read)),
+        );
+        let names: Vec<(&str, usize)> = boxes
             .iter()
-            .map(|m| {
-                std::str::from_utf8(m)
+            .map(|(_, name, from)| (name.as_str(), *from as usize))
+            .collect();
+        let read = self
+            .connection
+            .block(self.connection.redis.read_mailboxes(&names, close))
+            .map_err(mail_error)?;
+        let mut mail = Vec::new();
+        for ((origin, name, _), messages) in boxes.iter().zip(read) {
+            let count = messages.len() as u32;
+            for m in messages {
+                let task = std::str::from_utf8(&m)
                     .ok()
                     .and_then(|t| t.parse().ok())
                     .map(TaskId)
                     .ok_or_else(|| InvokeError {
                         platform: "redis",
-                        detail: format!("mailbox {mailbox} holds {m:?}, which names no task"),
-                    })
-            })
-            .collect()
-    }
-
-    /// What was delivered to the executor's mailboxes (its own and those of
-    /// the starts it took over) past their read cursors.
-    fn read_mail(&self, close: bool) -> Result<Vec<Delivery>, InvokeError> {
-        let Some(start) = self.start else {
-            return Ok(Vec::new());
-        };
-        let from = self.read.load(Ordering::Relaxed);
-        let tasks = self.read_mailbox(start, from, close)?;
-        self.read.fetch_add(tasks.len() as u32, Ordering::Relaxed);
-        let mut mail: Vec<Delivery> = tasks.into_iter().map(|t| (t, None)).collect();
-        let mut adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
-        for start in adopted.iter_mut() {
-            let tasks = self.read_mailbox(start.start, start.read, close)?;
-            start.read += tasks.len() as u32;
-            mail.extend(tasks.into_iter().map(|t| (t, Some(start.start))));
+                        detail: format!("mailbox {name} holds {m:?}, which names no task"),
+                    })?;
+                mail.push((task, *origin));
+            }
+            match origin {
+                None => {
+                    self.read.fetch_add(count, Ordering::Relaxed);
+                }
+                Some(start) => {
+                    if let Some(a) = adopted.iter_mut().find(|a| a.start == *start) {
+                        a.read += count;
+                    }
+                }
+            }
         }
         Ok(mail)
     }
@@ -809,10 +814,17 @@ impl Dispatcher for JobDispatcher<'_> {
                 *checked = Instant::now();
             }
         }
+        // Marked idle while waiting and while running what was delivered
+        // (short), so that busy executors hand over work; the mark is
+        // renewed as the worker's own loop does.
         let idle = idle_set(waiting.queue);
-        self.connection
-            .block(redis.mark_present(&idle, waiting.member, true))
-            .map_err(mail_error)?;
+        let mut marked = waiting.marked.lock().unwrap_or_else(|p| p.into_inner());
+        if marked.is_none_or(|t| t.elapsed() >= IDLE_WAIT) {
+            self.connection
+                .block(redis.mark_present(&idle, waiting.member, true))
+                .map_err(mail_error)?;
+            *marked = Some(Instant::now());
+        }
         let mut mailboxes: Vec<String> = self
             .start
             .iter()
@@ -830,11 +842,14 @@ impl Dispatcher for JobDispatcher<'_> {
             self.connection
                 .block(listener.wait(waiting.queue, &mailboxes, WAIT_SLICE))
         };
-        self.connection
-            .block(redis.mark_present(&idle, waiting.member, false))
-            .map_err(mail_error)?;
         Ok(match woken.map_err(mail_error)? {
-            Woken::Message(payload) => self.adopt(waiting, payload),
+            Woken::Message(payload) => {
+                self.connection
+                    .block(redis.mark_present(&idle, waiting.member, false))
+                    .map_err(mail_error)?;
+                *marked = None;
+                self.adopt(waiting, payload)
+            }
             Woken::Mail | Woken::Timeout => Waited::Nothing,
         })
     }
@@ -1078,6 +1093,7 @@ impl Host {
                 tasks: loaded.dag.num_tasks(),
                 stashed: Mutex::new(None),
                 checked: Mutex::new(Instant::now()),
+                marked: Mutex::new(None),
             }),
             adopted: Mutex::new(Vec::new()),
         };

@@ -416,17 +416,39 @@ impl RedisStore {
         from: usize,
         close: bool,
     ) -> Result<Vec<Vec<u8>>, StorageError> {
-        check_name(name)?;
-        Script::new(
-            "if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) end\nreturn redis.call('LRANGE', KEYS[2], tonumber(ARGV[1]), -1)",
-        )
-        .key(format!("wk:mo:{name}"))
-        .key(format!("wk:mb:{name}"))
-        .arg(from)
-        .arg(if close { "1" } else { "0" })
-        .invoke_async(&mut self.connection.clone())
-        .await
-        .map_err(|e| self.error(e))
+        let mut read = self.read_mailboxes(&[(name, from)], close).await?;
+        Ok(read.pop().unwrap_or_default())
+    }
+
+    /// [`read_mailbox`](Self::read_mailbox) of each `(name, from)`, in one round trip.
+    pub async fn read_mailboxes(
+        &self,
+        mailboxes: &[(&str, usize)],
+        close: bool,
+    ) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
+        if mailboxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let script = Script::new(
+            "local read = {}\nfor i = 1, #ARGV - 1 do\n  if ARGV[#ARGV] == '1' then redis.call('DEL', KEYS[2 * i - 1]) end\n  read[i] = redis.call('LRANGE', KEYS[2 * i], tonumber(ARGV[i]), -1)\nend\nreturn read",
+        );
+        let mut invocation = script.prepare_invoke();
+        for &(name, from) in mailboxes {
+            check_name(name)?;
+            invocation
+                .key(format!("wk:mo:{name}"))
+                .key(format!("wk:mb:{name}"))
+                .arg(from);
+        }
+        invocation.arg(if close { "1" } else { "0" });
+        let read: Vec<Vec<Vec<u8>>> = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        if read.len() != mailboxes.len() {
+            return Err(self.short_answer("mailbox"));
+        }
+        Ok(read)
     }
 
     /// Removes every mailbox whose name starts with `prefix`.

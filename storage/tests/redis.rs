@@ -397,6 +397,14 @@ async fn queues_deliver_each_message_once_in_order_and_wake_waiters() {
     let (woken, waited) = waiter.await.unwrap();
     assert_eq!(woken, Woken::Mail);
     assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // Several mailboxes read in one step, each from its own cursor.
+    assert_eq!(
+        store
+            .read_mailboxes(&[(&mailbox, 1), (&other, 0)], false)
+            .await
+            .unwrap(),
+        vec![vec![b"b".to_vec(), b"c".to_vec()], vec![b"d".to_vec()]]
+    );
     store.push_message(&queue, b"start").await.unwrap();
     assert_eq!(
         listener.wait(&queue, &boxes, wait).await.unwrap(),
