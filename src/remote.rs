@@ -562,9 +562,6 @@ struct Waiting<'a> {
     executor: u32,
     lease: Duration,
     tasks: usize,
-    /// An invocation of another job taken from the queue: the worker runs
-    /// it once this executor has ended.
-    stashed: Mutex<Option<Vec<u8>>>,
     /// When the job's spec was last seen in the store.
     checked: Mutex<Instant>,
     /// When the worker last marked itself idle, if it has not unmarked since.
@@ -670,7 +667,8 @@ impl JobDispatcher<'_> {
     }
 
     /// Takes over the start in `payload` if it is one of this job's and no
-    /// other executor has it.
+    /// other executor has it. An invocation of another job goes back to the
+    /// head of the queue, and this executor ends so that its worker is free.
     fn adopt(&self, waiting: &Waiting<'_>, payload: Vec<u8>) -> Waited {
         let (invocation, job) = match Invocation::parse(&payload) {
             Ok(parsed) => parsed,
@@ -680,7 +678,15 @@ impl JobDispatcher<'_> {
             }
         };
         if job != *self.job {
-            *waiting.stashed.lock().unwrap_or_else(|p| p.into_inner()) = Some(payload);
+            let returned = self
+                .connection
+                .redis
+                .return_message(waiting.queue, &payload);
+            if let Err(error) = self.connection.block(returned) {
+                eprintln!(
+                    "wukong worker: an invocation of job {job} could not be queued again: {error}"
+                );
+            }
             return Waited::End;
         }
         let task = TaskId(invocation.task);
@@ -691,40 +697,47 @@ impl JobDispatcher<'_> {
                 return Waited::Nothing;
             }
         };
+        // A start this executor runs already (a duplicated invocation).
+        let adopted = |a: &Adopted| a.start == task;
+        if self.start == Some(task)
+            || self
+                .adopted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(adopted)
+        {
+            return Waited::Nothing;
+        }
         let holder = waiting.host.holder(invocation.attempt, waiting.executor);
+        let lease = lease_name(task);
+        // Once the start's claim is taken, only this executor will run it:
+        // if it cannot, the job fails with the reason rather than wait for it.
+        let failed = |error: StorageError| {
+            let message = format!("an executor could not take over task {task}: {error}");
+            waiting.host.fail(&job, task, message);
+            Waited::End
+        };
         match waiting
             .host
             .take_start(&job, task, invocation.attempt, &holder, waiting.lease)
         {
             Ok(true) => {}
             Ok(false) => return Waited::Nothing,
-            Err(error) => {
-                eprintln!("wukong worker: cannot take over task {task} of job {job}: {error}");
-                return Waited::End;
-            }
+            Err(error) => return failed(error),
         }
-        let renewal = Renewal::start(
-            self.connection,
-            &job,
-            &lease_name(task),
-            &holder,
-            waiting.lease,
-        );
+        let renewal = Renewal::start(self.connection, &job, &lease, &holder, waiting.lease);
         let mailbox = mailbox_name(&job, task.0);
-        if self
+        if let Err(error) = self
             .connection
             .block(self.connection.redis.open_mailbox(&mailbox))
-            .is_err()
         {
             drop(renewal);
+            let coordinator = &self.connection.stores.coordinator;
             let _ = self
                 .connection
-                .block(self.connection.stores.coordinator.release(
-                    &job,
-                    &lease_name(task),
-                    &holder,
-                ));
-            return Waited::End;
+                .block(coordinator.release(&job, &lease, &holder));
+            return failed(error);
         }
         self.adopted
             .lock()
@@ -844,9 +857,10 @@ impl Dispatcher for JobDispatcher<'_> {
         };
         Ok(match woken.map_err(mail_error)? {
             Woken::Message(payload) => {
-                self.connection
-                    .block(redis.mark_present(&idle, waiting.member, false))
-                    .map_err(mail_error)?;
+                // A stale mark only makes others hand over work a little early.
+                let _ = self
+                    .connection
+                    .block(redis.mark_present(&idle, waiting.member, false));
                 *marked = None;
                 self.adopt(waiting, payload)
             }
@@ -986,7 +1000,7 @@ impl Host {
     /// Returns an error only when the payload is rejected or the job unknown
     /// (nothing ran; nothing is sent to any job's queues).
     pub fn handle(&self, payload: &[u8]) -> Result<Handled, RemoteError> {
-        self.run(payload, None).0
+        self.run(payload, None)
     }
 
     /// The lease holder name of an executor running an attempt.
@@ -1024,24 +1038,12 @@ impl Host {
 
     /// [`handle`](Self::handle); with `queue`, an executor that holds claims
     /// and has nothing to run takes over starts of its job from the queue
-    /// instead of ending. An invocation of another job taken meanwhile is
-    /// returned, to run next.
+    /// instead of ending.
     fn run(
         &self,
         payload: &[u8],
         queue: Option<(&Mutex<QueueListener>, &str, &str)>,
-    ) -> (Result<Handled, RemoteError>, Option<Vec<u8>>) {
-        match self.start_executor(payload, queue) {
-            Ok((handled, stashed)) => (Ok(handled), stashed),
-            Err(error) => (Err(error), None),
-        }
-    }
-
-    fn start_executor(
-        &self,
-        payload: &[u8],
-        queue: Option<(&Mutex<QueueListener>, &str, &str)>,
-    ) -> Result<(Handled, Option<Vec<u8>>), RemoteError> {
+    ) -> Result<Handled, RemoteError> {
         let (invocation, job) = Invocation::parse(payload)?;
         let inline = invocation.inputs()?;
         let loaded = self.job(&job)?;
@@ -1072,8 +1074,8 @@ impl Host {
             });
         match counted {
             Ok(true) => {}
-            Ok(false) => return Ok((Handled::Duplicate, None)),
-            Err(e) => return Ok((self.fail(&job, task, e.to_string()), None)),
+            Ok(false) => return Ok(Handled::Duplicate),
+            Err(e) => return Ok(self.fail(&job, task, e.to_string())),
         }
         let started_unix_ms = unix_ms();
         let dispatcher = JobDispatcher {
@@ -1091,7 +1093,6 @@ impl Host {
                 executor,
                 lease: ttl,
                 tasks: loaded.dag.num_tasks(),
-                stashed: Mutex::new(None),
                 checked: Mutex::new(Instant::now()),
                 marked: Mutex::new(None),
             }),
@@ -1120,10 +1121,6 @@ impl Host {
         if let Some(client) = &self.connection.lambda {
             client.settle(Duration::from_millis(100));
         }
-        let stashed = dispatcher
-            .waiting
-            .as_ref()
-            .and_then(|w| w.stashed.lock().unwrap_or_else(|p| p.into_inner()).take());
         let release = dispatcher.release_adopted().and_then(|()| {
             self.connection.block(
                 self.connection
@@ -1152,7 +1149,7 @@ impl Host {
             (Err(e), _) => self.fail(&job, task, crate::Error::from(e).to_string()),
             (Ok(_), Err(e)) => self.fail(&job, task, e.to_string()),
         };
-        Ok((handled, stashed))
+        Ok(handled)
     }
 
     /// Says on standard error what went wrong with an invocation.
@@ -1192,17 +1189,10 @@ impl Host {
             };
             self.connection
                 .block(redis.mark_present(&idle, &me, false))?;
-            let Some((_, mut payload)) = popped? else {
+            let Some((_, payload)) = popped? else {
                 continue;
             };
-            loop {
-                let (handled, stashed) = self.run(&payload, Some((&listener, queue, &me)));
-                self.log(handled);
-                match stashed {
-                    Some(next) => payload = next,
-                    None => break,
-                }
-            }
+            self.log(self.run(&payload, Some((&listener, queue, &me))));
         }
         Ok(())
     }

@@ -909,7 +909,8 @@ where
 
     /// Queues the task an invocation starts at, with the inputs handed to it.
     /// Queues the start `task`; `origin` is `Some(task)` for a start taken
-    /// over on a remote platform.
+    /// over on a remote platform, which stays with this executor: its start
+    /// claim is taken, so nobody else would run it.
     fn start_at(&self, executor: &mut Executor<K::Value>, task: TaskId, origin: Option<TaskId>) {
         // Kept for a duplicated invocation of the same task.
         let handed = self.handoff.lock().get(&task).cloned().unwrap_or_default();
@@ -919,7 +920,7 @@ where
             executor.cache.insert(data, value, size, false);
             add(&self.io.inline_inputs, 1);
         }
-        self.push(executor, task, false, origin);
+        self.push(executor, task, origin.is_some(), origin);
     }
 
     fn fail(&self, pool: &ThreadPool, failure: ExecError<K::Error>) {

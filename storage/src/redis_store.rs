@@ -298,11 +298,20 @@ fn check_name(name: &str) -> Result<(), StorageError> {
 impl RedisStore {
     /// Appends `message` to `queue`.
     pub async fn push_message(&self, queue: &str, message: &[u8]) -> Result<(), StorageError> {
+        self.enqueue(queue, message, "RPUSH").await
+    }
+
+    /// Puts `message` back at the head of `queue`, to be taken next.
+    pub async fn return_message(&self, queue: &str, message: &[u8]) -> Result<(), StorageError> {
+        self.enqueue(queue, message, "LPUSH").await
+    }
+
+    async fn enqueue(&self, queue: &str, message: &[u8], push: &str) -> Result<(), StorageError> {
         check_name(queue)?;
-        let _: i64 = self
-            .connection
-            .clone()
-            .rpush(format!("wk:q:{queue}"), message)
+        let _: i64 = redis::cmd(push)
+            .arg(format!("wk:q:{queue}"))
+            .arg(message)
+            .query_async(&mut self.connection.clone())
             .await
             .map_err(|e| self.error(e))?;
         Ok(())

@@ -405,6 +405,15 @@ async fn queues_deliver_each_message_once_in_order_and_wake_waiters() {
             .unwrap(),
         vec![vec![b"b".to_vec(), b"c".to_vec()], vec![b"d".to_vec()]]
     );
+    // A message put back is taken before those already waiting.
+    store.push_message(&queue, b"waiting").await.unwrap();
+    store.return_message(&queue, b"returned").await.unwrap();
+    for expected in [b"returned".as_slice(), b"waiting"] {
+        assert_eq!(
+            listener.wait(&queue, &boxes, wait).await.unwrap(),
+            Woken::Message(expected.to_vec())
+        );
+    }
     store.push_message(&queue, b"start").await.unwrap();
     assert_eq!(
         listener.wait(&queue, &boxes, wait).await.unwrap(),
