@@ -1372,20 +1372,20 @@ where
                 .filter(|&d| reads.contains(&d))
                 .filter(|&d| executor.cache.entry(d).is_some_and(|e| !e.durable))
                 .collect();
-            let name = format!("hold/{}", child.0);
+            let name = || format!("hold/{}", child.0);
             // Declared sizes decide who holds, so that completers know whom to ask.
             let hold = if executor.mailbox.is_some()
                 && !pending.is_empty()
                 && edge_bytes[i] >= self.config.hold_min_bytes
             {
-                Hold::First(name)
+                Hold::First(name())
             } else {
                 // Write before arrive.
                 for &data in &pending {
                     self.make_durable(executor, task, data)?;
                 }
                 match self.holdable[child.index()] {
-                    true => Hold::OnCompletion(name),
+                    true => Hold::OnCompletion(name()),
                     false => Hold::Never,
                 }
             };
