@@ -593,27 +593,27 @@ fn mail_error(error: StorageError) -> InvokeError {
 }
 
 impl JobDispatcher<'_> {
-    fn mailbox(&self) -> Option<String> {
-        self.start.map(|start| mailbox_name(self.job, start.0))
+    /// The executor's mailboxes: its own (origin `None`), then those of the
+    /// starts in `adopted`, each with its origin and read cursor.
+    fn mailboxes(&self, adopted: &[Adopted]) -> Vec<(Option<TaskId>, String, u32)> {
+        let own = self.start.map(|start| {
+            let name = mailbox_name(self.job, start.0);
+            (None, name, self.read.load(Ordering::Relaxed))
+        });
+        let taken = adopted
+            .iter()
+            .map(|a| (Some(a.start), mailbox_name(self.job, a.start.0), a.read));
+        own.into_iter().chain(taken).collect()
     }
 
     /// What was delivered to the executor's mailboxes (its own and those of
     /// the starts it took over) past their read cursors, in one round trip.
     fn read_mail(&self, close: bool) -> Result<Vec<Delivery>, InvokeError> {
-        let Some(start) = self.start else {
-            return Ok(Vec::new());
-        };
         let mut adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
-        let mut boxes = vec![(
-            None,
-            mailbox_name(self.job, start.0),
-            self.read.load(Ordering::Relaxed),
-        )];
-        boxes.extend(
-            adopted
-                .iter()
-                .map(|a| (Some(a.start), mailbox_name(self.job, a.start.0), a.read)),
-        );
+        let boxes = self.mailboxes(&adopted);
+        if boxes.is_empty() {
+            return Ok(Vec::new());
+        }
         let names: Vec<(&str, usize)> = boxes
             .iter()
             .map(|(_, name, from)| (name.as_str(), *from as usize))
@@ -784,7 +784,7 @@ impl Dispatcher for JobDispatcher<'_> {
     }
 
     fn open_mailbox(&self) -> Result<bool, InvokeError> {
-        let Some(mailbox) = self.mailbox() else {
+        let Some((_, mailbox, _)) = self.mailboxes(&[]).pop() else {
             return Ok(false);
         };
         self.connection
@@ -838,18 +838,11 @@ impl Dispatcher for JobDispatcher<'_> {
                 .map_err(mail_error)?;
             *marked = Some(Instant::now());
         }
-        let mut mailboxes: Vec<String> = self
-            .start
-            .iter()
-            .map(|s| mailbox_name(self.job, s.0))
-            .collect();
-        mailboxes.extend(
-            self.adopted
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|a| mailbox_name(self.job, a.start.0)),
-        );
+        let mailboxes: Vec<String> = {
+            let adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
+            let boxes = self.mailboxes(&adopted);
+            boxes.into_iter().map(|(_, name, _)| name).collect()
+        };
         let woken = {
             let mut listener = waiting.listener.lock().unwrap_or_else(|p| p.into_inner());
             self.connection
