@@ -1326,14 +1326,16 @@ where
             return Ok(Vec::new());
         }
         add(&self.io.arrivals, arrivals as u64);
-        let claims = joins.iter().filter(|j| j.hold != Hold::Never).count();
-        add(&self.io.claims, claims as u64);
         let mut joined = self
             .block(self.stores.coordinator.join_all(&self.job, holder, &joins))
             .map_err(|source| ExecError::Store {
                 task: parent,
                 source,
             })?;
+        // A claim was made where a holder came back (not for a claim on
+        // completion of a child that did not complete).
+        let claims = joined.iter().filter(|j| j.holder.is_some()).count();
+        add(&self.io.claims, claims as u64);
         if count.is_some() && joined.pop().and_then(|j| j.arrival) == Some(Arrival::Completed) {
             self.finish(parent)?;
         }
