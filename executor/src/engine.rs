@@ -45,7 +45,7 @@ use serde::Serialize;
 use wukong_dag::{ClusterParams, ClusterPlan, Dag, DataId, Operation, TaskId};
 use wukong_storage::{
     Arrival, Coordinator, Edge, Hold, JobId, Join, Joined, ObjectKey, ObjectStore, ObjectStoreExt,
-    PutMode, StorageError, StoredValue,
+    PutMode, SharedValue, StorageError, StoredValue,
 };
 
 /// The pseudo-task whose "arrivals" count finished tasks in remote modes: the
@@ -481,11 +481,15 @@ fn stage_inputs<V: StoredValue>(
 ) -> Result<(u64, u64), StorageError> {
     let sizes = in_parallel(&inputs, threads, |(data, value)| {
         let key = data_key(job, *data)?;
-        let bytes = value.encode(&key)?;
-        let size = bytes.len() as u64;
+        let size = value.encoded_len();
+        // The in-memory store keeps the input tile itself; others get its bytes.
         block_on(
             stores.runtime.as_ref(),
-            stores.objects.put(&key, bytes, PutMode::Create),
+            stores.objects.put_value(
+                &key,
+                Arc::clone(value) as Arc<dyn SharedValue>,
+                PutMode::Create,
+            ),
         )?;
         Ok::<u64, StorageError>(size)
     })?;
@@ -505,13 +509,13 @@ fn read_outputs<Op, V: StoredValue, E: std::error::Error + 'static>(
         .map(|&data| (data, dag.producer(data).unwrap_or_default()))
         .collect();
     let values = in_parallel(&outputs, threads, |&(data, task)| {
-        let read = || -> Result<V, StorageError> {
+        let read = || -> Result<Arc<V>, StorageError> {
             let key = data_key(job, data)?;
-            let bytes = block_on(stores.runtime.as_ref(), stores.objects.get(&key))?;
-            V::decode(&key, &bytes)
+            block_on(stores.runtime.as_ref(), stores.objects.get_value::<V>(&key))
+                .map(|(value, _)| value)
         };
         read()
-            .map(|value| (data, Arc::new(value)))
+            .map(|value| (data, value))
             .map_err(|source| (task, source))
     })
     .map_err(|(task, source)| ExecError::Store { task, source })?;
@@ -1146,24 +1150,24 @@ where
             return Ok(());
         }
         let value = Arc::clone(&entry.value);
-        self.write(task, data, &value)?;
+        self.write(task, data, value)?;
         executor.cache.mark_durable(data);
         Ok(())
     }
 
+    /// Stores `value`: the in-memory store keeps it as it is, the others its bytes.
     fn write(
         &self,
         task: TaskId,
         data: DataId,
-        value: &K::Value,
+        value: Arc<K::Value>,
     ) -> Result<(), ExecError<K::Error>> {
         let store_error = |source| ExecError::Store { task, source };
         let key = self.key(data).map_err(store_error)?;
-        let bytes = value.encode(&key).map_err(store_error)?;
         add(&self.io.store_writes, 1);
-        add(&self.io.store_write_bytes, bytes.len() as u64);
+        add(&self.io.store_write_bytes, value.encoded_len());
         // A duplicated or retried writer of the same deterministic value succeeds.
-        self.block(self.stores.objects.put_once(&key, bytes))
+        self.block(self.stores.objects.put_value_once(&key, value))
             .map_err(store_error)
     }
 
@@ -1180,12 +1184,11 @@ where
         }
         let store_error = |source| ExecError::Store { task, source };
         let key = self.key(data).map_err(store_error)?;
-        let bytes = self
-            .block(self.stores.objects.get(&key))
+        let (value, len) = self
+            .block(self.stores.objects.get_value::<K::Value>(&key))
             .map_err(store_error)?;
         add(&self.io.store_reads, 1);
-        add(&self.io.store_read_bytes, bytes.len() as u64);
-        let value = Arc::new(K::Value::decode(&key, &bytes).map_err(store_error)?);
+        add(&self.io.store_read_bytes, len);
         if self.wukong() {
             let size = value.memory_bytes();
             executor.cache.insert(data, Arc::clone(&value), size, true);
@@ -1224,15 +1227,16 @@ where
             if !needed && !result {
                 continue;
             }
+            let value = Arc::new(value);
             let durable = if result || !self.wukong() {
-                self.write(task, data, &value)?;
+                self.write(task, data, Arc::clone(&value))?;
                 true
             } else {
                 false
             };
             if self.wukong() && needed {
                 let size = value.memory_bytes();
-                executor.cache.insert(data, Arc::new(value), size, durable);
+                executor.cache.insert(data, value, size, durable);
             }
         }
         executor.records.push(TaskRecord {

@@ -3,24 +3,30 @@
 //! 16-byte trailer that carries a CRC-32 of the `.npy` bytes:
 //! `crc32 (u32 LE) · npy length (u64 LE) · b"WKCK"`.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use ndarray::Array2;
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray_npy::ReadNpyExt;
 
 use crate::{ObjectKey, StorageError};
 
 const MAGIC: &[u8; 4] = b"WKCK";
 const TRAILER: usize = 16;
 
-/// Encodes a tile as `.npy` plus checksum trailer.
-pub fn encode_tile(key: &ObjectKey, tile: &Array2<f64>) -> Result<Bytes, StorageError> {
-    let mut out = Vec::with_capacity(tile.len() * 8 + 128 + TRAILER);
-    if !write_contiguous(tile, &mut out) {
-        tile.write_npy(&mut out)
-            .map_err(|_| StorageError::Corrupt {
-                key: key.clone(),
-                reason: "the tile could not be encoded as .npy",
-            })?;
+/// Encodes a tile as `.npy` plus checksum trailer. Every tile can be
+/// encoded; the `Result` leaves room for values that cannot.
+pub fn encode_tile(_key: &ObjectKey, tile: &Array2<f64>) -> Result<Bytes, StorageError> {
+    let mut out = Vec::with_capacity(encoded_tile_len(tile) as usize);
+    let (rows, cols) = tile.dim();
+    match contiguous(tile) {
+        Some((order, values)) => write_npy(order, rows, cols, values, &mut out),
+        // A tile with gaps or reversed axes is written in row-major order.
+        None => {
+            let values: Vec<f64> = tile.iter().copied().collect();
+            write_npy(Order::Rows, rows, cols, &values, &mut out);
+        }
     }
     let crc = crc32fast::hash(&out);
     let len = out.len() as u64;
@@ -28,6 +34,14 @@ pub fn encode_tile(key: &ObjectKey, tile: &Array2<f64>) -> Result<Bytes, Storage
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(MAGIC);
     Ok(Bytes::from(out))
+}
+
+/// The length of [`encode_tile`]'s bytes, without encoding.
+pub fn encoded_tile_len(tile: &Array2<f64>) -> u64 {
+    let order = contiguous(tile).map_or(Order::Rows, |(order, _)| order);
+    (npy_header(order, tile.nrows(), tile.ncols()).len()
+        + tile.len() * std::mem::size_of::<f64>()
+        + TRAILER) as u64
 }
 
 /// Decodes a tile written by [`encode_tile`]; truncation, a flipped bit or a
@@ -66,48 +80,68 @@ pub fn decode_tile(key: &ObjectKey, bytes: &[u8]) -> Result<Array2<f64>, Storage
 /// `.npy` format 1.0 magic and version.
 const NPY_MAGIC: &[u8; 8] = b"\x93NUMPY\x01\x00";
 
-/// Writes a tile stored contiguously (either order) as `.npy` with one copy
-/// of its memory: the header, then the values' bytes as they lie. Returns
-/// `false`, writing nothing, for a tile with gaps or a big-endian target.
-fn write_contiguous(tile: &Array2<f64>, out: &mut Vec<u8>) -> bool {
-    let fortran = match (tile.is_standard_layout(), tile.t().is_standard_layout()) {
-        (true, _) => false,
-        (false, true) => true,
-        (false, false) => return false,
+/// How a contiguous tile lies in memory.
+#[derive(Clone, Copy)]
+enum Order {
+    Rows,
+    Columns,
+}
+
+/// A tile's order and values in memory; `None` for a tile with gaps or
+/// reversed axes.
+fn contiguous(tile: &Array2<f64>) -> Option<(Order, &[f64])> {
+    let order = match (tile.is_standard_layout(), tile.t().is_standard_layout()) {
+        (true, _) => Order::Rows,
+        (false, true) => Order::Columns,
+        (false, false) => return None,
     };
-    let (Some(values), true) = (tile.as_slice_memory_order(), cfg!(target_endian = "little"))
-    else {
-        return false;
-    };
+    Some((order, tile.as_slice_memory_order()?))
+}
+
+/// The `.npy` magic, version, header length and header of a tile, padded so
+/// that the data starts on a 64-byte boundary.
+fn npy_header(order: Order, rows: usize, cols: usize) -> Vec<u8> {
     let mut header = format!(
-        "{{'descr': '<f8', 'fortran_order': {}, 'shape': ({}, {}), }}",
-        if fortran { "True" } else { "False" },
-        tile.nrows(),
-        tile.ncols()
+        "{{'descr': '<f8', 'fortran_order': {}, 'shape': ({rows}, {cols}), }}",
+        match order {
+            Order::Rows => "False",
+            Order::Columns => "True",
+        }
     );
-    // Pad so that the data starts on a 64-byte boundary, ending with '\n'.
     let unpadded = NPY_MAGIC.len() + 2 + header.len() + 1;
     header.extend(std::iter::repeat_n(
         ' ',
         unpadded.next_multiple_of(64) - unpadded,
     ));
     header.push('\n');
-    let Ok(header_len) = u16::try_from(header.len()) else {
-        return false;
-    };
+    // Two numbers and fixed text: far below u16::MAX.
+    let header_len = header.len() as u16;
+    let mut out = Vec::with_capacity(unpadded.next_multiple_of(64));
     out.extend_from_slice(NPY_MAGIC);
     out.extend_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    // SAFETY: f64 has no padding and any alignment suits u8; on a
-    // little-endian target these are the values' little-endian bytes.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
-    };
-    out.extend_from_slice(bytes);
-    true
+    out
 }
 
-/// Reads a `.npy` body of the shape [`write_contiguous`] writes (format 1.0,
+/// Writes a `rows`×`cols` tile whose `values` lie in `order` as `.npy`: the
+/// header, then the values' little-endian bytes.
+fn write_npy(order: Order, rows: usize, cols: usize, values: &[f64], out: &mut Vec<u8>) {
+    out.extend_from_slice(&npy_header(order, rows, cols));
+    if cfg!(target_endian = "little") {
+        // SAFETY: f64 has no padding and any alignment suits u8; on a
+        // little-endian target these are the values' little-endian bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+        };
+        out.extend_from_slice(bytes);
+    } else {
+        for value in values {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
+/// Reads a `.npy` body of the shape [`write_npy`] writes (format 1.0,
 /// `<f8`, two dimensions, either order) with one copy; `None` for anything
 /// else, which the general reader then handles or rejects.
 fn read_contiguous(body: &[u8]) -> Option<Array2<f64>> {
@@ -165,6 +199,7 @@ fn read_contiguous(body: &[u8]) -> Option<Array2<f64>> {
 mod tests {
     use super::*;
     use crate::JobId;
+    use ndarray_npy::WriteNpyExt;
 
     fn key() -> ObjectKey {
         JobId::new("j").unwrap().key("tiles/a/1_2").unwrap()
@@ -196,6 +231,8 @@ mod tests {
         let gaps = c.slice(s![..;2, ..]).to_owned();
         for tile in [&c, &f, &column, &row, &empty, &reversed, &gaps] {
             let bytes = encode_tile(&key(), tile).unwrap();
+            assert_eq!(bytes.len() as u64, encoded_tile_len(tile));
+            assert_eq!(bytes.len() as u64, StoredValue::encoded_len(tile));
             let back = decode_tile(&key(), &bytes).unwrap();
             assert_eq!(&back, tile);
             // The general reader agrees on the same bytes.
@@ -248,6 +285,33 @@ pub trait StoredValue: Send + Sync + Sized + 'static {
     fn decode(key: &ObjectKey, bytes: &[u8]) -> Result<Self, StorageError>;
     /// Bytes the value occupies in memory, for cache budgets.
     fn memory_bytes(&self) -> u64;
+    /// The length of [`encode`](StoredValue::encode)'s bytes, for meters of
+    /// stores that keep the value itself.
+    fn encoded_len(&self) -> u64;
+}
+
+/// A [`StoredValue`] behind a pointer: what a store that lives in this
+/// process keeps instead of bytes, so that readers share the value without
+/// a copy (see [`ObjectStore::put_value`](crate::ObjectStore::put_value)).
+pub trait SharedValue: Send + Sync + 'static {
+    /// The value's bytes, as [`StoredValue::encode`] gives them.
+    fn to_bytes(&self, key: &ObjectKey) -> Result<Bytes, StorageError>;
+    /// Their length, as [`StoredValue::encoded_len`] gives it.
+    fn byte_len(&self) -> u64;
+    /// The value, for a downcast to its type.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: StoredValue> SharedValue for T {
+    fn to_bytes(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
+        self.encode(key)
+    }
+    fn byte_len(&self) -> u64 {
+        self.encoded_len()
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
 }
 
 impl StoredValue for Array2<f64> {
@@ -259,6 +323,9 @@ impl StoredValue for Array2<f64> {
     }
     fn memory_bytes(&self) -> u64 {
         (self.len() * std::mem::size_of::<f64>()) as u64
+    }
+    fn encoded_len(&self) -> u64 {
+        encoded_tile_len(self)
     }
 }
 
@@ -279,6 +346,9 @@ impl StoredValue for () {
     fn memory_bytes(&self) -> u64 {
         0
     }
+    fn encoded_len(&self) -> u64 {
+        0
+    }
 }
 
 macro_rules! stored_integer {
@@ -294,6 +364,9 @@ macro_rules! stored_integer {
                 })
             }
             fn memory_bytes(&self) -> u64 {
+                std::mem::size_of::<$ty>() as u64
+            }
+            fn encoded_len(&self) -> u64 {
                 std::mem::size_of::<$ty>() as u64
             }
         }

@@ -34,11 +34,11 @@ mod s3_store;
 mod slot;
 pub mod wrap;
 
-pub use codec::StoredValue;
+pub use codec::{SharedValue, StoredValue};
 pub use key::{JobId, ObjectKey};
 pub use memory::MemoryStore;
 pub use object::{
-    Arrival, Coordinator, DynObjectStore, Edge, Hold, Join, Joined, Lease, ObjectStore,
+    Arrival, Coordinator, DynObjectStore, Edge, Hold, Join, Joined, Lease, Object, ObjectStore,
     ObjectStoreExt, PutMode,
 };
 #[cfg(feature = "redis")]

@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -6,14 +7,17 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::object::check_arrival;
-use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
+use crate::{
+    Arrival, Coordinator, JobId, Lease, Object, ObjectKey, ObjectStore, PutMode, SharedValue,
+    StorageError,
+};
 
 /// Objects, arrivals, claims and leases in this process's memory: the embedded mode's store.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     /// Per job, objects by name: lookups neither clone the job id nor
-    /// compare whole keys.
-    objects: Mutex<HashMap<JobId, BTreeMap<String, Bytes>>>,
+    /// compare whole keys. Values put with `put_value` are kept as they are.
+    objects: Mutex<HashMap<JobId, BTreeMap<String, Object>>>,
     arrivals: Mutex<HashMap<JobId, HashMap<u64, FanIn>>>,
     leases: Mutex<BTreeMap<(JobId, String), (String, Instant)>>,
     claims: Mutex<HashMap<JobId, HashMap<String, String>>>,
@@ -32,24 +36,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Objects stored, of every job.
-    pub fn object_count(&self) -> usize {
-        self.objects.lock().values().map(BTreeMap::len).sum()
-    }
-}
-
-#[async_trait]
-impl ObjectStore for MemoryStore {
-    async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
-        self.objects
-            .lock()
-            .get(key.job())
-            .and_then(|objects| objects.get(key.name()))
-            .cloned()
-            .ok_or_else(|| StorageError::KeyNotFound { key: key.clone() })
-    }
-
-    async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError> {
+    fn insert(&self, key: &ObjectKey, value: Object, mode: PutMode) -> Result<(), StorageError> {
         let mut jobs = self.objects.lock();
         let objects = match jobs.get_mut(key.job()) {
             Some(objects) => objects,
@@ -60,6 +47,41 @@ impl ObjectStore for MemoryStore {
         }
         objects.insert(key.name().to_owned(), value);
         Ok(())
+    }
+
+    /// Objects stored, of every job.
+    pub fn object_count(&self) -> usize {
+        self.objects.lock().values().map(BTreeMap::len).sum()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
+        // A kept value is encoded outside the lock.
+        self.get_object(key).await?.to_bytes(key)
+    }
+
+    async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError> {
+        self.insert(key, Object::Bytes(value), mode)
+    }
+
+    async fn put_value(
+        &self,
+        key: &ObjectKey,
+        value: Arc<dyn SharedValue>,
+        mode: PutMode,
+    ) -> Result<(), StorageError> {
+        self.insert(key, Object::Value(value), mode)
+    }
+
+    async fn get_object(&self, key: &ObjectKey) -> Result<Object, StorageError> {
+        self.objects
+            .lock()
+            .get(key.job())
+            .and_then(|objects| objects.get(key.name()))
+            .cloned()
+            .ok_or_else(|| StorageError::KeyNotFound { key: key.clone() })
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -1,8 +1,10 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::codec::{SharedValue, StoredValue};
 use crate::{JobId, ObjectKey, StorageError};
 
 /// How [`ObjectStore::put`] treats an existing object.
@@ -39,6 +41,79 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// Keys of `job` whose names start with `prefix`, sorted.
     async fn list(&self, job: &JobId, prefix: &str) -> Result<Vec<ObjectKey>, StorageError>;
+
+    /// Stores `value` at `key` as `mode` says. A store in this process's
+    /// memory keeps the value itself, so that [`get_object`](Self::get_object)
+    /// shares it without a copy; the others (the default) store its bytes.
+    async fn put_value(
+        &self,
+        key: &ObjectKey,
+        value: Arc<dyn SharedValue>,
+        mode: PutMode,
+    ) -> Result<(), StorageError> {
+        let bytes = value.to_bytes(key)?;
+        self.put(key, bytes, mode).await
+    }
+
+    /// The object at `key`: the value itself where [`put_value`](Self::put_value)
+    /// kept one, else the bytes (the default). [`get`](Self::get) gives bytes
+    /// either way.
+    async fn get_object(&self, key: &ObjectKey) -> Result<Object, StorageError> {
+        self.get(key).await.map(Object::Bytes)
+    }
+}
+
+/// An object as [`ObjectStore::get_object`] hands it over.
+#[derive(Clone)]
+pub enum Object {
+    /// Stored bytes.
+    Bytes(Bytes),
+    /// A value kept as it is.
+    Value(Arc<dyn SharedValue>),
+}
+
+impl Object {
+    /// Length of the object's bytes (encoded for a kept value).
+    pub fn byte_len(&self) -> u64 {
+        match self {
+            Self::Bytes(bytes) => bytes.len() as u64,
+            Self::Value(value) => value.byte_len(),
+        }
+    }
+
+    /// The object's bytes (encoded for a kept value).
+    pub fn to_bytes(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
+        match self {
+            Self::Bytes(bytes) => Ok(bytes.clone()),
+            Self::Value(value) => value.to_bytes(key),
+        }
+    }
+
+    /// The object as a `V`: a kept value of that type is shared, bytes are
+    /// decoded; anything else is [`StorageError::Corrupt`] naming `key`.
+    pub fn into_value<V: StoredValue>(self, key: &ObjectKey) -> Result<Arc<V>, StorageError> {
+        match self {
+            Self::Bytes(bytes) => V::decode(key, &bytes).map(Arc::new),
+            Self::Value(value) => {
+                value
+                    .into_any()
+                    .downcast::<V>()
+                    .map_err(|_| StorageError::Corrupt {
+                        key: key.clone(),
+                        reason: "the stored value is of another type",
+                    })
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(bytes) => f.debug_tuple("Bytes").field(&bytes.len()).finish(),
+            Self::Value(value) => f.debug_tuple("Value").field(&value.byte_len()).finish(),
+        }
+    }
 }
 
 /// A store behind a pointer, for code that picks its backend at run time.
@@ -63,6 +138,35 @@ pub trait ObjectStoreExt: ObjectStore {
             Err(StorageError::KeyExists { .. }) if self.get(key).await? == value => Ok(()),
             other => other,
         }
+    }
+
+    /// [`put_once`](Self::put_once) through [`put_value`](ObjectStore::put_value).
+    async fn put_value_once(
+        &self,
+        key: &ObjectKey,
+        value: Arc<dyn SharedValue>,
+    ) -> Result<(), StorageError> {
+        match self
+            .put_value(key, Arc::clone(&value), PutMode::Create)
+            .await
+        {
+            Err(StorageError::KeyExists { .. })
+                if self.get(key).await? == value.to_bytes(key)? =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The object at `key` as a `V`, and the length of its bytes.
+    async fn get_value<V: StoredValue>(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<(Arc<V>, u64), StorageError> {
+        let object = self.get_object(key).await?;
+        let len = object.byte_len();
+        Ok((object.into_value(key)?, len))
     }
 }
 

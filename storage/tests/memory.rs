@@ -38,3 +38,31 @@ async fn leases() {
 async fn claims() {
     conformance::claims(Arc::new(MemoryStore::new()), &job("claims"), &job("other")).await;
 }
+
+#[tokio::test]
+async fn a_kept_value_is_shared_and_metered_as_its_bytes() {
+    use ndarray::Array2;
+    use wukong_storage::wrap::Metered;
+    use wukong_storage::{ObjectStore, ObjectStoreExt, PutMode, StoredValue};
+
+    let store = Metered::new(MemoryStore::new(), "memory");
+    let key = job("kept").key("d3").unwrap();
+    let tile = Arc::new(Array2::from_elem((64, 32), 0.5));
+    store
+        .put_value(&key, tile.clone(), PutMode::Create)
+        .await
+        .unwrap();
+    let (back, len) = store.get_value::<Array2<f64>>(&key).await.unwrap();
+    assert!(
+        Arc::ptr_eq(&back, &tile),
+        "the in-memory store hands out the value itself"
+    );
+    assert_eq!(len, tile.encoded_len());
+    let report = store.report();
+    assert_eq!((report.puts, report.gets), (1, 1));
+    assert_eq!(report.bytes_written, tile.encoded_len());
+    assert_eq!(report.bytes_read, tile.encoded_len());
+    let missing = job("kept").key("d4").unwrap();
+    assert!(store.get_object(&missing).await.is_err());
+    assert_eq!((store.report().gets, store.report().errors), (2, 1));
+}

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -6,7 +7,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::{
-    Arrival, Coordinator, JobId, Join, Joined, Lease, ObjectKey, ObjectStore, PutMode, StorageError,
+    Arrival, Coordinator, JobId, Join, Joined, Lease, Object, ObjectKey, ObjectStore, PutMode,
+    SharedValue, StorageError,
 };
 
 /// Requests and bytes that went through a [`Metered`] store.
@@ -92,6 +94,23 @@ impl<S> Metered<S> {
         self.count_many(counter, 1, result)
     }
 
+    /// Counts a get that returned `len` bytes, or failed.
+    fn count_read(&self, len: Result<u64, &StorageError>) {
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        match len {
+            Ok(len) => self.counters.bytes_read.fetch_add(len, Ordering::Relaxed),
+            Err(_) => self.counters.errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Counts a put of `len` bytes (sent whether or not it succeeded).
+    fn count_write(&self, len: u64, result: Result<(), StorageError>) -> Result<(), StorageError> {
+        self.counters
+            .bytes_written
+            .fetch_add(len, Ordering::Relaxed);
+        self.count(&self.counters.puts, result)
+    }
+
     /// Counts `n` operations made in one request (a batch).
     fn count_many<T>(
         &self,
@@ -111,20 +130,33 @@ impl<S> Metered<S> {
 impl<S: ObjectStore> ObjectStore for Metered<S> {
     async fn get(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
         let result = self.inner.get(key).await;
-        if let Ok(value) = &result {
-            self.counters
-                .bytes_read
-                .fetch_add(value.len() as u64, Ordering::Relaxed);
-        }
-        self.count(&self.counters.gets, result)
+        self.count_read(result.as_ref().map(|bytes| bytes.len() as u64));
+        result
     }
 
     async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError> {
-        self.counters
-            .bytes_written
-            .fetch_add(value.len() as u64, Ordering::Relaxed);
+        let len = value.len() as u64;
         let result = self.inner.put(key, value, mode).await;
-        self.count(&self.counters.puts, result)
+        self.count_write(len, result)
+    }
+
+    /// Counted as a put of the value's bytes.
+    async fn put_value(
+        &self,
+        key: &ObjectKey,
+        value: Arc<dyn SharedValue>,
+        mode: PutMode,
+    ) -> Result<(), StorageError> {
+        let len = value.byte_len();
+        let result = self.inner.put_value(key, value, mode).await;
+        self.count_write(len, result)
+    }
+
+    /// Counted as a get of the object's bytes.
+    async fn get_object(&self, key: &ObjectKey) -> Result<Object, StorageError> {
+        let result = self.inner.get_object(key).await;
+        self.count_read(result.as_ref().map(Object::byte_len));
+        result
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -23,6 +23,11 @@ macro_rules! object_store_tests {
         }
 
         #[tokio::test]
+        async fn values_round_trip_as_values_and_as_bytes() {
+            conformance::values_round_trip_as_values_and_as_bytes(&$store, &job("values")).await;
+        }
+
+        #[tokio::test]
         async fn tiles_round_trip_and_corruption_is_caught() {
             conformance::tiles_round_trip_and_corruption_is_caught(&$store, &job("tiles")).await;
         }
@@ -163,6 +168,60 @@ pub async fn tiles_round_trip_and_corruption_is_caught(store: &dyn ObjectStore, 
         .unwrap();
     let err = decode_tile(&key, &store.get(&key).await.unwrap()).unwrap_err();
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+}
+
+/// `put_value` and `get_value` agree with the bytes interface, and keep
+/// single assignment, on every backend (the in-memory one keeps the value).
+pub async fn values_round_trip_as_values_and_as_bytes(store: &dyn ObjectStore, job: &JobId) {
+    use ndarray::ShapeBuilder;
+    let key = job.key("tiles/v/2_0").unwrap();
+    let tile = Arc::new(Array2::from_shape_fn((9, 5).f(), |(i, j)| {
+        i as f64 - j as f64 / 8.0
+    }));
+    let encoded = encode_tile(&key, &tile).unwrap();
+    store
+        .put_value(&key, tile.clone(), PutMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), encoded);
+    let (back, len) = store.get_value::<Array2<f64>>(&key).await.unwrap();
+    assert_eq!(*back, *tile);
+    assert_eq!(len, encoded.len() as u64);
+    assert_eq!(
+        store.put_value(&key, tile.clone(), PutMode::Create).await,
+        Err(StorageError::KeyExists { key: key.clone() })
+    );
+    // The same value again is a retry and succeeds; another one does not.
+    store.put_value_once(&key, tile.clone()).await.unwrap();
+    let other = Arc::new(tile.mapv(|x| x + 1.0));
+    assert_eq!(
+        store.put_value_once(&key, other.clone()).await,
+        Err(StorageError::KeyExists { key: key.clone() })
+    );
+    assert_eq!(
+        *store.get_value::<Array2<f64>>(&key).await.unwrap().0,
+        *tile
+    );
+    // Read as another type, it is a corrupt object that names the key.
+    let err = store.get_value::<u64>(&key).await.unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("tiles/v/2_0"), "{err}");
+    // Overwriting a value with bytes, and bytes with a value, both work.
+    store
+        .put(&key, encode_tile(&key, &other).unwrap(), PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(
+        *store.get_value::<Array2<f64>>(&key).await.unwrap().0,
+        *other
+    );
+    store
+        .put_value(&key, tile.clone(), PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), encoded);
+    store.delete(&key).await.unwrap();
+    assert!(!store.exists(&key).await.unwrap());
 }
 
 pub async fn arrivals_are_idempotent(coordinator: Arc<dyn Coordinator>, job: &JobId) {
