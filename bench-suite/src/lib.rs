@@ -22,6 +22,7 @@
 //! # Ok::<(), wukong::Error>(())
 //! ```
 
+pub mod ceiling;
 pub mod matrix;
 pub mod overhead;
 pub mod storage;

@@ -62,6 +62,32 @@ enum Command {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// The kernel ceiling: whole-matrix DGEMM and Cholesky next to concurrent
+    /// one-thread tile GEMMs on warm buffers, and the best ratios they allow.
+    Ceiling {
+        /// Order of the whole matrices.
+        #[arg(long, default_value_t = 8192)]
+        n: usize,
+        /// Tile sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "256,512,1024,2048")]
+        tiles: Vec<usize>,
+        /// The kernel backend (faer, openblas).
+        #[arg(long, default_value = "openblas")]
+        backend: BackendKind,
+        /// BLAS threads of the whole calls and executor threads of the tiles
+        /// (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Alternating rounds; the table gives medians.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Also write the figures to this JSON file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Scheduling overhead: graphs of no-op tasks, tasks per second.
     Overhead {
         /// Tasks per graph (about).
@@ -137,6 +163,24 @@ fn main() -> ExitCode {
         } => sweep(algorithm, n, tiles, backends, threads, seed, repeat, json),
         Command::Storage(args) => storage(args),
         Command::Matrix { file, json, csv } => matrix(&file, json, csv),
+        Command::Ceiling {
+            n,
+            tiles,
+            backend,
+            threads,
+            repeat,
+            seed,
+            json,
+        } => {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            wukong_bench::ceiling::measure(backend, n, &tiles, threads, repeat, seed).and_then(
+                |c| {
+                    print!("{}", wukong_bench::ceiling::table(&c));
+                    write_json(&json, &c)
+                },
+            )
+        }
         Command::Overhead {
             tasks,
             shapes,
