@@ -3,9 +3,10 @@
 //! 4 MiB or more, plus a small cache of freed blocks of 16 MiB or more.
 //!
 //! glibc hands blocks above 32 MiB straight back to the kernel when they are
-//! freed, and the kernel zeroes every page of the next one: a 2048² tile
-//! decoded from the in-memory store spent most of its time in the kernel's
-//! page clearing (58–77% of all CPU in a randomized SVD of 16384²). Freed
+//! freed, and the kernel zeroes every page of the next one: when the
+//! in-memory store still held encoded tiles, decoding 2048² tiles spent most
+//! of its time in the kernel's page clearing (58–77% of all CPU in a
+//! randomized SVD of 16384²). Kernel outputs are fresh blocks too. Freed
 //! large blocks therefore wait in a few slots for a request of the same size
 //! (at most 64 blocks and 1 GiB or an eighth of physical memory, whichever is
 //! smaller), and with the kernel's transparent huge pages in `madvise` mode

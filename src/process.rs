@@ -1,7 +1,8 @@
 /// Call first thing in `main` of a program that runs tiled algorithms.
 ///
 /// Tiles are megabytes each, and executors allocate and free them all the
-/// time (decoding from the store, encoding for it). glibc serves blocks that
+/// time (kernel outputs, and in remote modes decoding from the store and
+/// encoding for it). glibc serves blocks that
 /// large with a fresh `mmap` each time, so every tile costs hundreds of page
 /// faults; this raises its threshold to 32 MiB so that freed tiles are reused.
 ///

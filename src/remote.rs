@@ -1390,7 +1390,7 @@ fn drive(
     // Small inputs also travel with the invocations of the sources that read them.
     let mut small: HashMap<DataId, Vec<u8>> = HashMap::new();
     for (data, tile) in &inputs {
-        if (tile.len() * 8) as u64 <= remote.inline_bytes {
+        if wukong_storage::StoredValue::encoded_len(&**tile) <= remote.inline_bytes {
             let key = wukong_executor::data_key(job, *data)?;
             small.insert(
                 *data,

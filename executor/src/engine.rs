@@ -471,8 +471,9 @@ fn in_parallel<T: Sync, R: Send, E: Send>(
     Ok(results.into_iter().map(|(_, r)| r).collect())
 }
 
-/// Encodes and puts the inputs, on `threads` threads at once; returns the
-/// objects and bytes written.
+/// Puts the inputs (the in-memory store keeps them as they are, the others
+/// get their bytes), on `threads` threads at once; returns the objects and
+/// bytes written.
 fn stage_inputs<V: StoredValue>(
     inputs: Vec<(DataId, Arc<V>)>,
     stores: &Stores,
@@ -496,7 +497,8 @@ fn stage_inputs<V: StoredValue>(
     Ok((inputs.len() as u64, sizes.iter().sum()))
 }
 
-/// Gets and decodes the graph's outputs, on `threads` threads at once.
+/// Gets the graph's outputs (shared from the in-memory store, decoded from
+/// the others), on `threads` threads at once.
 fn read_outputs<Op, V: StoredValue, E: std::error::Error + 'static>(
     dag: &Dag<Op>,
     stores: &Stores,
@@ -1015,7 +1017,8 @@ where
             let Some(entry) = executor.cache.entry(data) else {
                 continue;
             };
-            if entry.bytes > budget {
+            let len = entry.value.encoded_len();
+            if len > budget {
                 continue;
             }
             let key = self
@@ -1025,10 +1028,8 @@ where
                 .value
                 .encode(&key)
                 .map_err(|source| ExecError::Store { task, source })?;
-            if bytes.len() as u64 <= budget {
-                budget -= bytes.len() as u64;
-                inline.push((data, bytes.to_vec()));
-            }
+            budget -= len;
+            inline.push((data, bytes.to_vec()));
         }
         Ok(inline)
     }
@@ -1210,7 +1211,8 @@ where
             inputs.push(self.read(executor, task, data)?);
         }
         // An item only this task reads leaves the cache now, so a kernel that
-        // accumulates into it can take it over without a copy.
+        // accumulates into it can take it over without a copy (unless the
+        // store shares it too: then the kernel copies it first).
         for &data in reads {
             if dag.consumers(data) == [task] && !dag.is_output(data) {
                 executor.cache.remove(data);

@@ -18,15 +18,32 @@ const TRAILER: usize = 16;
 /// Encodes a tile as `.npy` plus checksum trailer. Every tile can be
 /// encoded; the `Result` leaves room for values that cannot.
 pub fn encode_tile(_key: &ObjectKey, tile: &Array2<f64>) -> Result<Bytes, StorageError> {
-    let mut out = Vec::with_capacity(encoded_tile_len(tile) as usize);
     let (rows, cols) = tile.dim();
-    match contiguous(tile) {
-        Some((order, values)) => write_npy(order, rows, cols, values, &mut out),
-        // A tile with gaps or reversed axes is written in row-major order.
-        None => {
-            let values: Vec<f64> = tile.iter().copied().collect();
-            write_npy(Order::Rows, rows, cols, &values, &mut out);
+    let layout = contiguous(tile);
+    // A tile with gaps or reversed axes is written in row-major order.
+    let order = layout.map_or(Order::Rows, |(order, _)| order);
+    let header = npy_header(order, rows, cols);
+    let mut out =
+        Vec::with_capacity(header.len() + tile.len() * std::mem::size_of::<f64>() + TRAILER);
+    out.extend_from_slice(&header);
+    match layout {
+        Some((_, values)) if cfg!(target_endian = "little") => {
+            // SAFETY: f64 has no padding and any alignment suits u8; on a
+            // little-endian target these are the values' little-endian bytes.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    values.as_ptr().cast::<u8>(),
+                    std::mem::size_of_val(values),
+                )
+            };
+            out.extend_from_slice(bytes);
         }
+        Some((_, values)) => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        None => tile
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
     }
     let crc = crc32fast::hash(&out);
     let len = out.len() as u64;
@@ -36,10 +53,10 @@ pub fn encode_tile(_key: &ObjectKey, tile: &Array2<f64>) -> Result<Bytes, Storag
     Ok(Bytes::from(out))
 }
 
-/// The length of [`encode_tile`]'s bytes, without encoding.
+/// The length of [`encode_tile`]'s bytes, computed without encoding.
 pub fn encoded_tile_len(tile: &Array2<f64>) -> u64 {
     let order = contiguous(tile).map_or(Order::Rows, |(order, _)| order);
-    (npy_header(order, tile.nrows(), tile.ncols()).len()
+    (npy_header_len(order, tile.nrows(), tile.ncols())
         + tile.len() * std::mem::size_of::<f64>()
         + TRAILER) as u64
 }
@@ -98,50 +115,56 @@ fn contiguous(tile: &Array2<f64>) -> Option<(Order, &[f64])> {
     Some((order, tile.as_slice_memory_order()?))
 }
 
-/// The `.npy` magic, version, header length and header of a tile, padded so
-/// that the data starts on a 64-byte boundary.
-fn npy_header(order: Order, rows: usize, cols: usize) -> Vec<u8> {
-    let mut header = format!(
-        "{{'descr': '<f8', 'fortran_order': {}, 'shape': ({rows}, {cols}), }}",
-        match order {
-            Order::Rows => "False",
-            Order::Columns => "True",
-        }
-    );
-    let unpadded = NPY_MAGIC.len() + 2 + header.len() + 1;
-    header.extend(std::iter::repeat_n(
-        ' ',
-        unpadded.next_multiple_of(64) - unpadded,
-    ));
-    header.push('\n');
-    // Two numbers and fixed text: far below u16::MAX.
-    let header_len = header.len() as u16;
-    let mut out = Vec::with_capacity(unpadded.next_multiple_of(64));
-    out.extend_from_slice(NPY_MAGIC);
-    out.extend_from_slice(&header_len.to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out
-}
+/// The pieces of a tile's `.npy` header text around its order and shape.
+const HEADER_START: &str = "{'descr': '<f8', 'fortran_order': ";
+const HEADER_SHAPE: &str = ", 'shape': (";
+const HEADER_END: &str = "), }";
 
-/// Writes a `rows`×`cols` tile whose `values` lie in `order` as `.npy`: the
-/// header, then the values' little-endian bytes.
-fn write_npy(order: Order, rows: usize, cols: usize, values: &[f64], out: &mut Vec<u8>) {
-    out.extend_from_slice(&npy_header(order, rows, cols));
-    if cfg!(target_endian = "little") {
-        // SAFETY: f64 has no padding and any alignment suits u8; on a
-        // little-endian target these are the values' little-endian bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
-        };
-        out.extend_from_slice(bytes);
-    } else {
-        for value in values {
-            out.extend_from_slice(&value.to_le_bytes());
+impl Order {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Rows => "False",
+            Self::Columns => "True",
         }
     }
 }
 
-/// Reads a `.npy` body of the shape [`write_npy`] writes (format 1.0,
+/// Bytes before the data: magic, version and header length, then the header
+/// text and a newline, padded with spaces to a multiple of 64.
+fn npy_header_len(order: Order, rows: usize, cols: usize) -> usize {
+    let digits = |n: usize| n.checked_ilog10().unwrap_or(0) as usize + 1;
+    let text = HEADER_START.len()
+        + order.word().len()
+        + HEADER_SHAPE.len()
+        + digits(rows)
+        + 2
+        + digits(cols)
+        + HEADER_END.len();
+    (NPY_MAGIC.len() + 2 + text + 1).next_multiple_of(64)
+}
+
+/// The `.npy` magic, version, header length and header of a tile, padded so
+/// that the data starts on a 64-byte boundary.
+fn npy_header(order: Order, rows: usize, cols: usize) -> Vec<u8> {
+    let total = npy_header_len(order, rows, cols);
+    let prefix = NPY_MAGIC.len() + 2;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(NPY_MAGIC);
+    // Two numbers and fixed text: far below u16::MAX.
+    out.extend_from_slice(&((total - prefix) as u16).to_le_bytes());
+    out.extend_from_slice(
+        format!(
+            "{HEADER_START}{}{HEADER_SHAPE}{rows}, {cols}{HEADER_END}",
+            order.word()
+        )
+        .as_bytes(),
+    );
+    out.resize(total - 1, b' ');
+    out.push(b'\n');
+    out
+}
+
+/// Reads a `.npy` body of the shape [`encode_tile`] writes (format 1.0,
 /// `<f8`, two dimensions, either order) with one copy; `None` for anything
 /// else, which the general reader then handles or rejects.
 fn read_contiguous(body: &[u8]) -> Option<Array2<f64>> {
@@ -250,6 +273,26 @@ mod tests {
         let mut body = Vec::new();
         ints.write_npy(&mut body).unwrap();
         assert!(read_contiguous(&body).is_none());
+    }
+
+    #[test]
+    fn header_lengths_are_computed_as_written() {
+        for (rows, cols) in [
+            (0, 0),
+            (1, 9),
+            (10, 99),
+            (512, 512),
+            (usize::MAX, usize::MAX),
+        ] {
+            for order in [Order::Rows, Order::Columns] {
+                let header = npy_header(order, rows, cols);
+                assert_eq!(header.len(), npy_header_len(order, rows, cols));
+                assert_eq!(header.len() % 64, 0);
+                assert_eq!(header.last(), Some(&b'\n'));
+                let text_len = u16::from_le_bytes([header[8], header[9]]) as usize;
+                assert_eq!(text_len + 10, header.len());
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //!   namespace, with single-assignment puts ([`PutMode::Create`]).
 //! - [`Coordinator`]: idempotent fan-in arrivals (one flag per edge) and leases.
 //! - [`MemoryStore`] implements both in memory; [`codec`] stores tiles as
-//!   `.npy` with a CRC-32 trailer.
+//!   `.npy` with a CRC-32 trailer. [`ObjectStore::put_value`] and
+//!   [`ObjectStore::get_object`] pass tiles as values, which the in-memory
+//!   store keeps as they are (no copy, nothing to corrupt) and the others
+//!   store as those bytes.
 //! - [`wrap`]: [`wrap::Metered`], [`wrap::Cached`], [`wrap::Faulty`] and
 //!   [`wrap::Retrying`] add metering, a local LRU cache, seeded fault injection
 //!   and retries with backoff to any backend.

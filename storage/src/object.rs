@@ -45,6 +45,10 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Stores `value` at `key` as `mode` says. A store in this process's
     /// memory keeps the value itself, so that [`get_object`](Self::get_object)
     /// shares it without a copy; the others (the default) store its bytes.
+    /// Values are immutable once put: the store and its readers share them.
+    /// A wrapper that does not forward this method and `get_object` turns
+    /// keeping off for what it wraps ([`Cached`](crate::wrap::Cached) does, as
+    /// it caches bytes in front of remote stores).
     async fn put_value(
         &self,
         key: &ObjectKey,
@@ -150,13 +154,26 @@ pub trait ObjectStoreExt: ObjectStore {
             .put_value(key, Arc::clone(&value), PutMode::Create)
             .await
         {
-            Err(StorageError::KeyExists { .. })
-                if self.get(key).await? == value.to_bytes(key)? =>
-            {
-                Ok(())
-            }
+            Err(StorageError::KeyExists { .. }) if self.holds(key, &value).await? => Ok(()),
             other => other,
         }
+    }
+
+    /// Whether the object at `key` is `value`: the same kept value, or the
+    /// same bytes.
+    async fn holds(
+        &self,
+        key: &ObjectKey,
+        value: &Arc<dyn SharedValue>,
+    ) -> Result<bool, StorageError> {
+        Ok(match self.get_object(key).await? {
+            Object::Value(stored)
+                if std::ptr::addr_eq(Arc::as_ptr(&stored), Arc::as_ptr(value)) =>
+            {
+                true
+            }
+            stored => stored.to_bytes(key)? == value.to_bytes(key)?,
+        })
     }
 
     /// The object at `key` as a `V`, and the length of its bytes.

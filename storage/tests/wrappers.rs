@@ -10,7 +10,7 @@ use wukong_storage::wrap::{
     Cached, FaultConfig, Faulty, MeterReport, Metered, RetryConfig, Retrying,
 };
 use wukong_storage::{
-    Arrival, Coordinator, JobId, MemoryStore, ObjectStore, PutMode, StorageError,
+    Arrival, Coordinator, JobId, MemoryStore, ObjectStore, ObjectStoreExt, PutMode, StorageError,
 };
 
 fn job() -> JobId {
@@ -185,6 +185,31 @@ async fn retries_ride_out_errors_and_lost_replies_without_losing_or_corrupting_a
         backing.get(&job().key("tile/3").unwrap()).await.unwrap(),
         value(64, 3)
     );
+
+    // Values kept by the in-memory store ride out the same faults: a retry
+    // that meets its own unacknowledged write succeeds, and the value kept
+    // is the one put, shared and not copied.
+    for i in 0..50u8 {
+        let key = job().key(format!("value/{i}")).unwrap();
+        let tile = std::sync::Arc::new(ndarray::Array2::from_elem((8, 4), f64::from(i)));
+        store
+            .put_value(&key, tile.clone(), PutMode::Create)
+            .await
+            .unwrap();
+        let (kept, _) = backing
+            .get_value::<ndarray::Array2<f64>>(&key)
+            .await
+            .unwrap();
+        assert!(std::sync::Arc::ptr_eq(&kept, &tile));
+        assert_eq!(
+            *store
+                .get_value::<ndarray::Array2<f64>>(&key)
+                .await
+                .unwrap()
+                .0,
+            *tile
+        );
+    }
 
     // Fan-in through faults: every child is completed by exactly one edge.
     for child in 0..50u64 {

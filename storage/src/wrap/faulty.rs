@@ -1,10 +1,14 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::{Arrival, Coordinator, JobId, Lease, ObjectKey, ObjectStore, PutMode, StorageError};
+use crate::{
+    Arrival, Coordinator, JobId, Lease, Object, ObjectKey, ObjectStore, PutMode, SharedValue,
+    StorageError,
+};
 
 /// What [`Faulty`] injects. Rates are probabilities per call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,6 +122,19 @@ impl<S: ObjectStore> ObjectStore for Faulty<S> {
 
     async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError> {
         self.run(self.inner.put(key, value, mode)).await
+    }
+
+    async fn put_value(
+        &self,
+        key: &ObjectKey,
+        value: Arc<dyn SharedValue>,
+        mode: PutMode,
+    ) -> Result<(), StorageError> {
+        self.run(self.inner.put_value(key, value, mode)).await
+    }
+
+    async fn get_object(&self, key: &ObjectKey) -> Result<Object, StorageError> {
+        self.run(self.inner.get_object(key)).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {

@@ -1,11 +1,13 @@
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    Arrival, Coordinator, JobId, Join, Joined, Lease, ObjectKey, ObjectStore, PutMode, StorageError,
+    Arrival, Coordinator, JobId, Join, Joined, Lease, Object, ObjectKey, ObjectStore,
+    ObjectStoreExt, PutMode, SharedValue, StorageError,
 };
 
 /// How [`Retrying`] retries.
@@ -109,6 +111,34 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
             }
         })
         .await
+    }
+
+    async fn put_value(
+        &self,
+        key: &ObjectKey,
+        value: Arc<dyn SharedValue>,
+        mode: PutMode,
+    ) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        self.retry(|attempt| {
+            let value = Arc::clone(&value);
+            async move {
+                match inner.put_value(key, Arc::clone(&value), mode).await {
+                    // Only a retry can meet its own earlier, unacknowledged write.
+                    Err(StorageError::KeyExists { .. })
+                        if attempt > 1 && inner.holds(key, &value).await? =>
+                    {
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await
+    }
+
+    async fn get_object(&self, key: &ObjectKey) -> Result<Object, StorageError> {
+        self.retry(|_| self.inner.get_object(key)).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
