@@ -56,6 +56,32 @@ impl<S> Retrying<S> {
         &self.inner
     }
 
+    /// Retries a single-assignment put. Only a retry can meet its own
+    /// earlier, unacknowledged write: one that finds the key taken asks
+    /// `landed` whether the object there is what it put.
+    async fn retry_put<P, PutFut, L, LandedFut>(
+        &self,
+        put: P,
+        landed: L,
+    ) -> Result<(), StorageError>
+    where
+        P: Fn() -> PutFut + Send + Sync,
+        PutFut: Future<Output = Result<(), StorageError>> + Send,
+        L: Fn() -> LandedFut + Send + Sync,
+        LandedFut: Future<Output = Result<bool, StorageError>> + Send,
+    {
+        self.retry(|attempt| {
+            let (put, landed) = (&put, &landed);
+            async move {
+                match put().await {
+                    Err(StorageError::KeyExists { .. }) if attempt > 1 && landed().await? => Ok(()),
+                    other => other,
+                }
+            }
+        })
+        .await
+    }
+
     async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, StorageError>
     where
         F: FnMut(u32) -> Fut + Send,
@@ -95,21 +121,10 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
     }
 
     async fn put(&self, key: &ObjectKey, value: Bytes, mode: PutMode) -> Result<(), StorageError> {
-        let inner = &self.inner;
-        self.retry(|attempt| {
-            let value = value.clone();
-            async move {
-                match inner.put(key, value.clone(), mode).await {
-                    // Only a retry can meet its own earlier, unacknowledged write.
-                    Err(StorageError::KeyExists { .. })
-                        if attempt > 1 && inner.get(key).await? == value =>
-                    {
-                        Ok(())
-                    }
-                    other => other,
-                }
-            }
-        })
+        self.retry_put(
+            || self.inner.put(key, value.clone(), mode),
+            || async { Ok(self.inner.get(key).await? == value) },
+        )
         .await
     }
 
@@ -119,21 +134,10 @@ impl<S: ObjectStore> ObjectStore for Retrying<S> {
         value: Arc<dyn SharedValue>,
         mode: PutMode,
     ) -> Result<(), StorageError> {
-        let inner = &self.inner;
-        self.retry(|attempt| {
-            let value = Arc::clone(&value);
-            async move {
-                match inner.put_value(key, Arc::clone(&value), mode).await {
-                    // Only a retry can meet its own earlier, unacknowledged write.
-                    Err(StorageError::KeyExists { .. })
-                        if attempt > 1 && inner.holds(key, &value).await? =>
-                    {
-                        Ok(())
-                    }
-                    other => other,
-                }
-            }
-        })
+        self.retry_put(
+            || self.inner.put_value(key, Arc::clone(&value), mode),
+            || self.inner.holds(key, &value),
+        )
         .await
     }
 
