@@ -209,29 +209,104 @@ impl BlockMatrix {
             .sqrt()
     }
 
-    /// Writes the whole matrix as a `.npy` file that numpy reads with `np.load`.
-    pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<(), LinalgError> {
-        let path = path.as_ref();
-        ndarray_npy::write_npy(path, &self.to_array()).map_err(|e| LinalgError::Npy {
-            action: "write",
-            path: path.to_owned(),
-            source: Box::new(e),
-        })
+    /// Fails with [`LinalgError::NotSymmetric`] naming the first entry whose
+    /// mirror across the diagonal differs from it by more than `tolerance`
+    /// times `√(|aᵢᵢ|·|aⱼⱼ|)` (which bounds `|aᵢⱼ|` for a positive-definite
+    /// matrix), so rounding in how the matrix was formed is not an error.
+    pub fn check_symmetric(&self, matrix: &'static str, tolerance: f64) -> Result<(), LinalgError> {
+        let (rows, cols) = self.shape();
+        if rows != cols {
+            return Err(crate::error::shape_mismatch(
+                "symmetry check",
+                format!("{matrix} is {rows}×{cols}, not square"),
+            ));
+        }
+        let diagonal: Vec<f64> = (0..rows).map(|i| self.get(i, i).abs()).collect();
+        let (grid_rows, _) = self.layout.grid();
+        for i in 0..grid_rows {
+            for j in 0..=i {
+                let (lower, upper) = (self.tile(i, j), self.tile(j, i));
+                let (r0, c0) = (self.layout.row_offset(i), self.layout.col_offset(j));
+                for ((r, c), &value) in lower.indexed_iter() {
+                    let (row, col) = (r0 + r, c0 + c);
+                    if col >= row {
+                        continue;
+                    }
+                    let mirror = upper[[c, r]];
+                    let scale = (diagonal[row] * diagonal[col]).sqrt();
+                    if (value - mirror).abs() > tolerance * scale
+                        || value.is_nan() != mirror.is_nan()
+                    {
+                        return Err(LinalgError::NotSymmetric {
+                            matrix,
+                            row,
+                            col,
+                            value,
+                            mirror,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Reads a 2-D `float64` `.npy` file (C or Fortran order) into tiles.
+    /// The same matrix in `tile_rows × tile_cols` tiles: shares the tiles
+    /// when the tiling is already that, else copies block by block (never
+    /// the whole matrix at once).
+    pub fn retiled(&self, tile_rows: usize, tile_cols: usize) -> Result<Self, LinalgError> {
+        let (rows, cols) = self.shape();
+        let layout = TileLayout::new(rows, cols, tile_rows, tile_cols)?;
+        if layout == self.layout {
+            return Ok(self.clone());
+        }
+        let old = self.layout;
+        Ok(Self::from_fn(layout, |i, j, (r, c)| {
+            let (r0, c0) = (layout.row_offset(i), layout.col_offset(j));
+            let mut block = tile::zeros(r, c);
+            // The old tiles this one overlaps, and the overlap of each.
+            for oi in r0 / old.tile_rows()..=(r0 + r - 1) / old.tile_rows() {
+                let (or0, orows) = (old.row_offset(oi), old.tile_shape(oi, 0).0);
+                let (top, bottom) = (r0.max(or0), (r0 + r).min(or0 + orows));
+                for oj in c0 / old.tile_cols()..=(c0 + c - 1) / old.tile_cols() {
+                    let (oc0, ocols) = (old.col_offset(oj), old.tile_shape(0, oj).1);
+                    let (left, right) = (c0.max(oc0), (c0 + c).min(oc0 + ocols));
+                    block
+                        .slice_mut(s![top - r0..bottom - r0, left - c0..right - c0])
+                        .assign(
+                            &self
+                                .tile(oi, oj)
+                                .slice(s![top - or0..bottom - or0, left - oc0..right - oc0]),
+                        );
+                }
+            }
+            block
+        }))
+    }
+
+    /// Entry `(row, col)`.
+    pub fn get(&self, row: usize, col: usize) -> f64 {
+        let (i, j) = (row / self.layout.tile_rows(), col / self.layout.tile_cols());
+        let (r0, c0) = (self.layout.row_offset(i), self.layout.col_offset(j));
+        self.tile(i, j)[[row - r0, col - c0]]
+    }
+
+    /// Writes the matrix as a C-order `.npy` file that numpy reads with
+    /// `np.load`, one tile row at a time; an existing file is replaced once
+    /// the new one is complete (see [`crate::npy::write_matrix`]).
+    pub fn write_npy(&self, path: impl AsRef<Path>) -> Result<(), LinalgError> {
+        crate::npy::write_matrix(path, self, crate::npy::Overwrite::Replace)
+    }
+
+    /// Reads a 2-D `float64` (or `float32`, converted) `.npy` file, C or
+    /// Fortran order, into tiles through a memory map: the matrix is held
+    /// once, as tiles (see [`crate::npy::NpyMatrix`]).
     pub fn read_npy(
         path: impl AsRef<Path>,
         tile_rows: usize,
         tile_cols: usize,
     ) -> Result<Self, LinalgError> {
-        let path = path.as_ref();
-        let array: Array2<f64> = ndarray_npy::read_npy(path).map_err(|e| LinalgError::Npy {
-            action: "read",
-            path: path.to_owned(),
-            source: Box::new(e),
-        })?;
-        Self::from_array(array.view(), tile_rows, tile_cols)
+        crate::npy::NpyMatrix::open(path)?.read_tiles(tile_rows, tile_cols)
     }
 }
 

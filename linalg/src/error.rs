@@ -75,16 +75,31 @@ pub enum LinalgError {
         /// Inputs given.
         got: usize,
     },
-    /// Reading or writing a `.npy` file failed.
-    #[error("cannot {action} {}", path.display())]
+    /// Reading or writing a `.npy` file failed, or the file holds no matrix.
+    #[error("cannot {action} {}: {problem}", path.display())]
     Npy {
         /// `read` or `write`.
         action: &'static str,
         /// The file.
         path: std::path::PathBuf,
-        /// What the reader or writer reported.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What is wrong.
+        problem: crate::npy::NpyError,
+    },
+    /// A matrix that must be symmetric is not.
+    #[error(
+        "{matrix} is not symmetric: entry ({row}, {col}) is {value} but entry ({col}, {row}) is {mirror} (counted from 0)"
+    )]
+    NotSymmetric {
+        /// Which operand.
+        matrix: &'static str,
+        /// Row of the entry.
+        row: usize,
+        /// Column of the entry.
+        col: usize,
+        /// The entry.
+        value: f64,
+        /// Its mirror image across the diagonal.
+        mirror: f64,
     },
     /// The task graph could not be built.
     #[error(transparent)]

@@ -98,14 +98,82 @@ impl Graph {
     /// not copied). A NaN or infinity in it is an error naming its place.
     pub fn input(&self, matrix: &BlockMatrix) -> Result<Lazy, LinalgError> {
         matrix.check_finite("input")?;
+        self.input_where(matrix, |_, _| true)
+    }
+
+    /// A handle on the `triangle` of `matrix` (diagonal included), the rest
+    /// taken as zero, as a triangular solve or factor reads it: tiles wholly
+    /// on the other side of the diagonal read nothing and products with the
+    /// handle skip them; the diagonal tiles enter with their other triangle
+    /// zeroed (a copy of those tiles only).
+    pub fn input_triangle(
+        &self,
+        matrix: &BlockMatrix,
+        triangle: Triangle,
+    ) -> Result<Lazy, LinalgError> {
+        matrix.check_finite_triangle("input", triangle)?;
+        let layout = matrix.layout();
+        let inside = |row: usize, col: usize| match triangle {
+            Triangle::Lower => row >= col,
+            Triangle::Upper => row <= col,
+        };
+        // Which side of the diagonal a tile lies on: `Some(true)` wholly in
+        // the triangle, `Some(false)` wholly outside, `None` across it.
+        let side = |i: usize, j: usize| {
+            let (r0, c0) = (layout.row_offset(i), layout.col_offset(j));
+            let (r, c) = layout.tile_shape(i, j);
+            let (first_row, last_row, first_col, last_col) = (r0, r0 + r - 1, c0, c0 + c - 1);
+            match triangle {
+                Triangle::Lower if first_row >= last_col => Some(true),
+                Triangle::Lower if last_row < first_col => Some(false),
+                Triangle::Upper if last_row <= first_col => Some(true),
+                Triangle::Upper if first_row > last_col => Some(false),
+                _ => None,
+            }
+        };
+        let (rows, cols) = layout.grid();
+        let mut tiles = Vec::with_capacity(layout.num_tiles());
+        for i in 0..rows {
+            for j in 0..cols {
+                let tile = matrix.tile(i, j);
+                tiles.push(match side(i, j) {
+                    Some(_) => Arc::clone(tile),
+                    None => {
+                        let (r0, c0) = (layout.row_offset(i), layout.col_offset(j));
+                        let mut copy = crate::tile::to_column_major(tile.view());
+                        for ((x, y), value) in copy.indexed_iter_mut() {
+                            if !inside(r0 + x, c0 + y) {
+                                *value = 0.0;
+                            }
+                        }
+                        Arc::new(copy)
+                    }
+                });
+            }
+        }
+        let masked = BlockMatrix::from_tiles(layout, tiles)?;
+        self.input_where(&masked, |i, j| side(i, j) != Some(false))
+    }
+
+    fn input_where(
+        &self,
+        matrix: &BlockMatrix,
+        keep: impl Fn(usize, usize) -> bool,
+    ) -> Result<Lazy, LinalgError> {
         let mut state = self.state.borrow_mut();
         if state.finished {
             return Err(finished());
         }
-        let map = TileMap::inputs(&mut state.builder, matrix.layout());
-        for (item, tile) in map.items.iter().zip(matrix.tiles()) {
-            if let Some(item) = item {
-                state.inputs.push((*item, Arc::clone(tile)));
+        let layout = matrix.layout();
+        let mut map = TileMap::new(layout);
+        let (rows, cols) = layout.grid();
+        for i in 0..rows {
+            for j in 0..cols {
+                if keep(i, j) {
+                    let item = state.builder.input(layout.tile_bytes(i, j));
+                    map.set(i, j, item);
+                    state.inputs.push((item, Arc::clone(matrix.tile(i, j))));
+                }
             }
         }
         Ok(Lazy {

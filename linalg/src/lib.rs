@@ -37,6 +37,7 @@ mod error;
 pub mod kernels;
 mod layout;
 mod lazy;
+pub mod npy;
 mod ops;
 mod rng;
 pub mod tile;
