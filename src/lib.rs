@@ -34,6 +34,7 @@ mod alloc;
 mod decompose;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod memory;
 mod process;
 #[cfg(feature = "redis")]
 pub mod remote;

@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wukong::dag::Operation;
 use wukong::executor::Progress;
+use wukong::linalg::npy::Overwrite;
+use wukong::memory::format_bytes;
 use wukong::storage::StorageError;
 use wukong::workload::{
-    Algorithm, Mode, Params, Remote, SolveKind, SvdKind, Workload, WorkloadReport,
+    Algorithm, Inputs, Mode, Output, Params, Remote, SolveKind, SvdKind, Workload, WorkloadReport,
 };
 use wukong::{BackendKind, Panel, QrMethod, Scheduler};
 
@@ -26,8 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a tiled algorithm on random input, time the whole-matrix library call
-    /// on the same input, and verify the result.
+    /// Run a tiled algorithm on random input or on `.npy` files (--a, --b),
+    /// time the whole-matrix library call on the same input, verify the
+    /// result, and write it as `.npy` files (--out).
     Run(Box<RunArgs>),
     /// Host executors for process mode: take invocations from a Redis queue
     /// and run them, one at a time, until killed.
@@ -137,15 +140,43 @@ struct RunArgs {
     #[arg(value_enum)]
     algorithm: AlgorithmArg,
     /// Order of the matrix (Cholesky, triangular and Cholesky solves),
-    /// columns of C (GEMM) or of A (TSQR, SVD, least squares).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    n: u64,
+    /// columns of C (GEMM) or of A (TSQR, SVD, least squares). Not with
+    /// --a: the shape comes from the file.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..),
+          required_unless_present = "a", conflicts_with = "a")]
+    n: Option<u64>,
     /// Rows of A (GEMM, TSQR, SVD, least squares; default n).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "a")]
     m: Option<u64>,
     /// Inner dimension (GEMM only; default n).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "a")]
     k: Option<u64>,
+    /// The matrix A from a `.npy` file (2-D float64, C or Fortran order;
+    /// float32 is converted) instead of random input; sets the shape.
+    #[arg(long, value_name = "A.npy")]
+    a: Option<std::path::PathBuf>,
+    /// GEMM's second factor B, or the right-hand sides B of a solve (2-D, or
+    /// 1-D for one right-hand side), from a `.npy` file.
+    #[arg(long, value_name = "B.npy", requires = "a")]
+    b: Option<std::path::PathBuf>,
+    /// Write the results as `.npy` files into this directory (created if
+    /// missing): C.npy, L.npy, Q.npy and R.npy, U.npy s.npy and Vt.npy, or X.npy.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
+    /// Replace result files that exist in --out (by default they are kept
+    /// and the run refuses to start).
+    #[arg(long, requires = "out")]
+    force: bool,
+    /// Time the whole-matrix library call on the same input (the default for
+    /// random inputs; with --a it needs a second copy of the matrix).
+    #[arg(long, conflicts_with = "no_reference")]
+    reference: bool,
+    /// Do not run the whole-matrix reference (the default with --a).
+    #[arg(long)]
+    no_reference: bool,
+    /// Do not compute the residual of the result.
+    #[arg(long)]
+    no_check: bool,
     /// Tile size; a tile larger than the matrix makes one tile. TSQR, tall
     /// SVD and least squares: rows per tile (tiles span all columns).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
@@ -318,22 +349,20 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
     let square_only = algorithm == Algorithm::Cholesky
         || (algorithm == Algorithm::Solve && !matches!(args.solve, SolveArg::Lstsq));
     if square_only && args.m.is_some() {
-        return Err(wukong::LinalgError::ShapeMismatch {
-            operation: algorithm.name(),
-            detail: "--m does not apply: the matrix is n×n".into(),
-        }
-        .into());
+        return Err(usage(format!(
+            "{}: --m does not apply: the matrix is n×n",
+            algorithm.name()
+        )));
     }
     if algorithm != Algorithm::Gemm && args.k.is_some() {
-        return Err(wukong::LinalgError::ShapeMismatch {
-            operation: algorithm.name(),
-            detail: "--k applies to gemm only".into(),
-        }
-        .into());
+        return Err(usage(format!(
+            "{}: --k applies to gemm only",
+            algorithm.name()
+        )));
     }
     let workload = Workload {
         algorithm,
-        n: args.n as usize,
+        n: args.n.unwrap_or(1) as usize,
         m: args.m.map(|m| m as usize),
         k: args.k.map(|k| k as usize),
         tile: args.tile as usize,
@@ -417,10 +446,33 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
             },
             rhs: args.rhs as usize,
         },
+        inputs: match &args.a {
+            Some(a) => Inputs::Files {
+                a: a.clone(),
+                b: args.b.clone(),
+            },
+            None => Inputs::Generated,
+        },
+        output: args.out.as_ref().map(|dir| Output {
+            dir: dir.clone(),
+            overwrite: if args.force {
+                Overwrite::Replace
+            } else {
+                Overwrite::Refuse
+            },
+        }),
+        reference: match (args.reference, args.no_reference) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        check: !args.no_check,
     };
+    // Shapes from the files, memory and output checks, before anything large.
+    let prepared = workload.prepare()?;
     let graph = match (&args.dot, &args.gantt) {
         (None, None) => None,
-        _ => Some(workload.graph()?),
+        _ => Some(prepared.workload.graph()?),
     };
     if let (Some(path), Some(dag)) = (&args.dot, &graph) {
         write_file(path, &dag.to_dot())?;
@@ -443,7 +495,7 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
             bar.set_message("reference and verification");
         }
     };
-    let report = workload.run(Some(&progress));
+    let report = prepared.run(Some(&progress));
     bar.finish_and_clear();
     let report = report?;
     if let (Some(path), Some(dag)) = (&args.gantt, &graph) {
@@ -469,6 +521,10 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
         print_summary(&report);
     }
     Ok(())
+}
+
+fn usage(detail: String) -> wukong::Error {
+    wukong::Error::Usage { detail }
 }
 
 fn write_file(path: &std::path::Path, text: &str) -> Result<(), wukong::Error> {
@@ -517,14 +573,15 @@ fn print_summary(r: &WorkloadReport) {
         r.gflops,
         100.0 * r.utilization
     );
-    println!(
-        "  reference  {:>9.3} s  {:>8.1} GFLOP/s  (whole-matrix {} call, {} threads)",
-        r.reference_seconds, r.reference_gflops, r.backend, r.threads
-    );
-    println!(
-        "  ratio      {:>9.3}  (tiled / reference throughput)",
-        r.ratio
-    );
+    if let (Some(seconds), Some(gflops), Some(ratio)) =
+        (r.reference_seconds, r.reference_gflops, r.ratio)
+    {
+        println!(
+            "  reference  {:>9.3} s  {:>8.1} GFLOP/s  (whole-matrix {} call, {} threads)",
+            seconds, gflops, r.backend, r.threads
+        );
+        println!("  ratio      {ratio:>9.3}  (tiled / reference throughput)");
+    }
     println!(
         "  {} scheduler, {} store: {} executors; store read {}, written {}; {} cache hits ({})",
         r.scheduler,
@@ -535,12 +592,31 @@ fn print_summary(r: &WorkloadReport) {
         r.cache_hits,
         mib(r.cache_hit_bytes)
     );
-    match r.reference_residual {
-        Some(reference) => println!(
-            "  residual   {:>9.2e}  (reference {:.2e})",
-            r.residual, reference
-        ),
-        None => println!("  residual   {:>9.2e}", r.residual),
+    match (r.residual, r.reference_residual) {
+        (Some(residual), Some(reference)) => {
+            println!("  residual   {residual:>9.2e}  (reference {reference:.2e})")
+        }
+        (Some(residual), None) => println!("  residual   {residual:>9.2e}"),
+        (None, _) => println!("  residual   not computed (--no-check)"),
+    }
+    if let Some(peak) = r.peak_rss_bytes {
+        println!(
+            "  memory     {} peak resident (estimated {}{})",
+            format_bytes(peak),
+            format_bytes(r.memory_estimate_bytes),
+            r.memory_available_bytes
+                .map(|a| format!(", {} available", format_bytes(a)))
+                .unwrap_or_default()
+        );
+    }
+    for path in &r.inputs {
+        println!("  input      {}", path.display());
+    }
+    for path in &r.outputs {
+        println!("  wrote      {}", path.display());
+    }
+    for note in &r.notes {
+        println!("  note       {note}");
     }
 }
 

@@ -28,6 +28,49 @@ pub enum Error {
     #[cfg(feature = "redis")]
     #[error(transparent)]
     Remote(#[from] crate::remote::RemoteError),
+    /// Options that do not go together, or that the input contradicts.
+    #[error("{detail}")]
+    Usage {
+        /// What is wrong and what to do.
+        detail: String,
+    },
+    /// The math failed on a matrix read from a file (not positive definite,
+    /// not symmetric, rank deficient): the error names the file.
+    #[error("{operand} = {}: {problem}", path.display())]
+    InFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Which operand it is (`A`, `B`).
+        operand: &'static str,
+        /// What is wrong with it (in the message, so not a `source()`).
+        problem: Box<LinalgError>,
+    },
+    /// Results cannot be written where they were asked for.
+    #[error("cannot write results to {}: {detail}", path.display())]
+    Output {
+        /// The output directory.
+        path: std::path::PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The run would need more memory than the machine has free.
+    #[error(
+        "this run needs about {} of memory ({breakdown}) but {} is available ({limit}): {advice}",
+        crate::memory::format_bytes(*needed),
+        crate::memory::format_bytes(*available)
+    )]
+    OutOfMemory {
+        /// Estimated peak bytes of the run.
+        needed: u64,
+        /// What the estimate is made of.
+        breakdown: String,
+        /// Bytes available.
+        available: u64,
+        /// What limits them.
+        limit: crate::memory::Limit,
+        /// What to change.
+        advice: String,
+    },
 }
 
 impl From<ExecError<LinalgError>> for Error {

@@ -9,15 +9,14 @@
 //! use wukong::workload::{Algorithm, Workload};
 //!
 //! let base = Workload {
-//!     algorithm: Algorithm::Cholesky,
-//!     n: 96, m: None, k: None, tile: 32, threads: 2,
-//!     backend: BackendKind::Faer, seed: 1, repeat: 1,
-//!     scheduler: wukong::Scheduler::Wukong, redis: None, remote: None,
-//!     params: Default::default(),
+//!     tile: 32,
+//!     threads: 2,
+//!     seed: 1,
+//!     ..Workload::new(Algorithm::Cholesky, 96)
 //! };
 //! let reports = wukong_bench::sweep(&base, &[24, 48], &[BackendKind::Faer], |_| {})?;
 //! assert_eq!(reports.len(), 2);
-//! assert!(reports.iter().all(|r| r.residual < 1e-14));
+//! assert!(reports.iter().all(|r| r.residual.is_some_and(|x| x < 1e-14)));
 //! println!("{}", wukong_bench::table(&reports));
 //! # Ok::<(), wukong::Error>(())
 //! ```
@@ -99,9 +98,9 @@ pub fn row(r: &WorkloadReport) -> String {
         r.tasks,
         r.seconds,
         r.gflops,
-        r.reference_seconds,
-        r.reference_gflops,
-        r.ratio,
-        r.residual
+        r.reference_seconds.unwrap_or(f64::NAN),
+        r.reference_gflops.unwrap_or(f64::NAN),
+        r.ratio.unwrap_or(f64::NAN),
+        r.residual.unwrap_or(f64::NAN)
     )
 }

@@ -326,6 +326,7 @@ impl MatrixFile {
                                 redis: redis.clone(),
                                 remote: remote.clone(),
                                 params: params.clone(),
+                                ..Workload::new(algorithm, entry.n)
                             });
                         }
                     }
@@ -374,7 +375,7 @@ pub fn run(
 pub fn compare(reports: Vec<WorkloadReport>) -> Vec<Row> {
     let best = reports
         .iter()
-        .map(|r| r.reference_seconds)
+        .filter_map(|r| r.reference_seconds)
         .fold(f64::INFINITY, f64::min);
     let bytes = |r: &WorkloadReport| r.store_bytes_read + r.store_bytes_written;
     let baseline = |r: &WorkloadReport| {
@@ -444,7 +445,7 @@ pub fn table(rows: &[Row]) -> String {
             row.store_bytes as f64 / (1024.0 * 1024.0),
             optional(row.bytes_vs_numpywren),
             optional(row.time_vs_numpywren),
-            r.residual
+            r.residual.unwrap_or(f64::NAN)
         );
     }
     out
@@ -473,7 +474,7 @@ pub fn csv(rows: &[Row]) -> String {
             r.repeat,
             r.seconds,
             r.gflops,
-            r.reference_seconds,
+            optional(r.reference_seconds),
             row.best_reference_seconds,
             row.ratio_to_best_reference,
             r.store_bytes_read,
@@ -484,7 +485,7 @@ pub fn csv(rows: &[Row]) -> String {
             r.invocations,
             r.cache_hits,
             r.executors,
-            r.residual
+            optional(r.residual)
         );
     }
     out
@@ -521,8 +522,8 @@ mod tests {
         let rows = run(&groups, |_| {}).unwrap();
         assert_eq!(rows.len(), 7);
         for row in &rows {
-            assert!(row.report.residual < 1e-13, "{row:?}");
-            assert!(row.best_reference_seconds <= row.report.reference_seconds);
+            assert!(row.report.residual.unwrap() < 1e-13, "{row:?}");
+            assert!(row.best_reference_seconds <= row.report.reference_seconds.unwrap());
             let wukong = row.report.scheduler == "wukong";
             assert_eq!(row.bytes_vs_numpywren.is_some(), wukong);
             if wukong {

@@ -1,11 +1,14 @@
-//! One benchmark job: generate inputs, run the tiled algorithm, time the same
-//! backend's whole-matrix call on the same input in the same run, and verify.
+//! One benchmark job: take inputs (seeded random matrices, or `.npy` files),
+//! run the tiled algorithm, optionally time the same backend's whole-matrix
+//! call on the same input in the same run, check the result, and write it.
 //! The `wukong run` command and `wukong-bench` both use it.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 use wukong_executor::{Progress, RunOptions, RunReport, Scheduler};
+use wukong_linalg::npy::{NpyMatrix, Overwrite};
 use wukong_linalg::{
     BackendKind, BlockMatrix, LinalgError, TileLayout, cholesky_flops, cholesky_plan, gemm_flops,
     gemm_plan, tile,
@@ -13,7 +16,10 @@ use wukong_linalg::{
 
 use crate::{Error, Runtime};
 
+mod check;
+mod estimate;
 mod factor;
+pub use estimate::MemoryEstimate;
 pub use factor::{Params, SolveKind, SvdKind};
 
 /// The algorithms a workload can run.
@@ -81,6 +87,43 @@ pub struct Workload {
     pub remote: Option<Remote>,
     /// Settings of the TSQR, SVD and solve workloads.
     pub params: Params,
+    /// Where the operands come from.
+    pub inputs: Inputs,
+    /// Where the results are written as `.npy` files (`None`: not written).
+    pub output: Option<Output>,
+    /// Time the whole-matrix reference call: `None` does for generated
+    /// inputs and does not for files (whose matrix may not fit twice).
+    pub reference: Option<bool>,
+    /// Compute the residual of the result (with the reference's whole
+    /// matrices when it runs, else in tiles by the runtime).
+    pub check: bool,
+}
+
+/// Where a workload's operands come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Inputs {
+    /// Seeded random matrices, generated tile by tile ([`Workload::seed`]).
+    #[default]
+    Generated,
+    /// `.npy` files (2-D `float64`, C or Fortran order; `float32` is
+    /// converted): `a` the matrix; `b` the second factor of GEMM or the
+    /// right-hand sides of a solve. The shape comes from the files.
+    Files {
+        /// The matrix `A`.
+        a: PathBuf,
+        /// `B`, where the algorithm takes one.
+        b: Option<PathBuf>,
+    },
+}
+
+/// Where and how results are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The directory (created if missing) that receives `C.npy`, `L.npy`,
+    /// `Q.npy`, `R.npy`, `U.npy`, `s.npy`, `Vt.npy` or `X.npy`.
+    pub dir: PathBuf,
+    /// Whether existing files of those names may be replaced.
+    pub overwrite: Overwrite,
 }
 
 /// Where executors run.
@@ -186,19 +229,24 @@ pub struct WorkloadReport {
     pub seconds: f64,
     /// Useful floating-point operations per second of the tiled run, in 10⁹.
     pub gflops: f64,
-    /// Wall time of the whole-matrix library call on the same input.
-    pub reference_seconds: f64,
+    /// Wall time of the whole-matrix library call on the same input (when
+    /// it ran).
+    pub reference_seconds: Option<f64>,
     /// Its GFLOP/s.
-    pub reference_gflops: f64,
+    pub reference_gflops: Option<f64>,
     /// `gflops / reference_gflops`: above 1 the tiled run is faster.
-    pub ratio: f64,
+    pub ratio: Option<f64>,
     /// Relative Frobenius residual of the tiled result: ‖A−LLᵀ‖/‖A‖ (Cholesky),
     /// ‖C−AB‖/(‖A‖‖B‖) with AB from the reference call (GEMM), ‖A−QR‖/‖A‖
     /// (TSQR with Q; without, ‖AᵀA−RᵀR‖/‖A‖²), the largest singular-value
     /// difference to the reference relative to σ₁ (SVD; with vectors also
     /// ‖A−UΣVᵀ‖/‖A‖ if larger), ‖AX−B‖/(‖A‖‖X‖) (triangular and Cholesky
-    /// solves), ‖X−X_ref‖/‖X_ref‖ (least squares).
-    pub residual: f64,
+    /// solves), ‖X−X_ref‖/‖X_ref‖ (least squares). Without the reference,
+    /// GEMM's product is recomputed in tiles; the SVD's values are checked by
+    /// |‖A‖²−Σσ²|/‖A‖² (randomized: √(1−Σσ²/‖A‖²), the truncation's error);
+    /// least squares by ‖Aᵀ(AX−B)‖/(‖A‖(‖A‖‖X‖+‖B‖)). `None` when the check
+    /// was turned off.
+    pub residual: Option<f64>,
     /// The same residual for the reference's own result (Cholesky only).
     pub reference_residual: Option<f64>,
     /// Fraction of executor-thread time spent in kernels.
@@ -227,12 +275,101 @@ pub struct WorkloadReport {
     pub cost: Option<wukong_executor::CostEstimate>,
     /// Settings of a TSQR, SVD or solve workload.
     pub params: Option<Params>,
+    /// The input files (none for generated inputs).
+    pub inputs: Vec<PathBuf>,
+    /// The result files written.
+    pub outputs: Vec<PathBuf>,
+    /// Estimated peak memory of the run, bytes (checked before it started).
+    pub memory_estimate_bytes: u64,
+    /// Memory available when it started, bytes (where it can be read).
+    pub memory_available_bytes: Option<u64>,
+    /// Largest resident set of this process so far, bytes (Linux).
+    pub peak_rss_bytes: Option<u64>,
+    /// What the user should know: conversions of the input, skipped steps.
+    pub notes: Vec<String>,
     /// The last tiled run's full report (timeline, per-executor records).
     #[serde(skip)]
     pub run: RunReport,
 }
 
+/// Which operand of a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operand {
+    /// `A`.
+    A,
+    /// `B`: GEMM's second factor, or the right-hand sides of a solve.
+    B,
+}
+
+impl Operand {
+    fn name(self) -> &'static str {
+        match self {
+            Operand::A => "A",
+            Operand::B => "B",
+        }
+    }
+}
+
+/// A workload ready to run: its shape resolved from its files, its memory
+/// and its outputs checked.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The workload with `n`, `m`, `k` and the right-hand sides set from its
+    /// input files.
+    pub workload: Workload,
+    /// Estimated peak memory.
+    pub memory: MemoryEstimate,
+    /// Memory available when it was checked.
+    pub available: Option<crate::memory::Available>,
+    /// What the user should know before it runs (conversions).
+    pub notes: Vec<String>,
+}
+
+impl Prepared {
+    /// Runs it. `progress` sees each finished task of the tiled run.
+    pub fn run(
+        &self,
+        progress: Option<&(dyn Fn(Progress) + Sync)>,
+    ) -> Result<WorkloadReport, Error> {
+        let mut report = self.workload.run_prepared(progress)?;
+        report.memory_estimate_bytes = self.memory.total();
+        report.memory_available_bytes = self.available.map(|a| a.bytes);
+        report.peak_rss_bytes = crate::memory::peak_resident();
+        let mut notes = self.notes.clone();
+        notes.append(&mut report.notes);
+        report.notes = notes;
+        Ok(report)
+    }
+}
+
 impl Workload {
+    /// `algorithm` on seeded random `n`-sized input (see the fields for what
+    /// `n` means), with the defaults of `wukong run`: 512 tiles, one thread
+    /// per core, faer kernels, the Wukong scheduler on the in-memory store,
+    /// seed 42, one timed run with the whole-matrix reference, the residual
+    /// checked, nothing written.
+    pub fn new(algorithm: Algorithm, n: usize) -> Self {
+        Self {
+            algorithm,
+            n,
+            m: None,
+            k: None,
+            tile: 512,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            backend: BackendKind::Faer,
+            seed: 42,
+            repeat: 1,
+            scheduler: Scheduler::Wukong,
+            redis: None,
+            remote: None,
+            params: Params::default(),
+            inputs: Inputs::Generated,
+            output: None,
+            reference: None,
+            check: true,
+        }
+    }
+
     /// The task graph the tiled run executes.
     pub fn graph(&self) -> Result<wukong_dag::Dag<wukong_linalg::TileOp>, Error> {
         let square = |rows, cols| TileLayout::square_tiles(rows, cols, self.tile);
@@ -246,8 +383,356 @@ impl Workload {
         })
     }
 
-    /// Runs the workload. `progress` sees each finished task of the tiled run.
+    /// Whether the whole-matrix reference runs.
+    pub fn uses_reference(&self) -> bool {
+        self.reference
+            .unwrap_or(matches!(self.inputs, Inputs::Generated))
+    }
+
+    fn file(&self, operand: Operand) -> Option<&Path> {
+        match (&self.inputs, operand) {
+            (Inputs::Generated, _) => None,
+            (Inputs::Files { a, .. }, Operand::A) => Some(a),
+            (Inputs::Files { b, .. }, Operand::B) => b.as_deref(),
+        }
+    }
+
+    /// Whether the algorithm takes a `B`.
+    fn takes_b(&self) -> bool {
+        self.algorithm == Algorithm::Gemm || self.algorithm == Algorithm::Solve
+    }
+
+    /// Resolves the shape from the input files, checks that it fits the
+    /// algorithm, that the run fits in memory and that its results can be
+    /// written, all before anything large is allocated.
+    pub fn prepare(&self) -> Result<Prepared, Error> {
+        let mut workload = self.clone();
+        let mut notes = Vec::new();
+        if let Inputs::Files { a, b } = &self.inputs {
+            let a_file = NpyMatrix::open(a)?;
+            let b_file = match (b, self.takes_b()) {
+                (Some(b), true) => Some(match self.algorithm {
+                    Algorithm::Solve => NpyMatrix::open_vector_or_matrix(b)?,
+                    _ => NpyMatrix::open(b)?,
+                }),
+                (Some(b), false) => {
+                    return Err(usage(format!(
+                        "{} takes one matrix (--a), but --b {} was given",
+                        self.algorithm.name(),
+                        b.display()
+                    )));
+                }
+                (None, true) => {
+                    return Err(usage(format!(
+                        "{} with --a also needs --b: {}",
+                        self.algorithm.name(),
+                        if self.algorithm == Algorithm::Gemm {
+                            "the second factor B of C = A·B"
+                        } else {
+                            "the right-hand sides B of A·X = B"
+                        }
+                    )));
+                }
+                (None, false) => None,
+            };
+            for file in std::iter::once(&a_file).chain(&b_file) {
+                if file.element().is_converted() {
+                    notes.push(format!(
+                        "{} holds {}: its values are converted to float64",
+                        file.path().display(),
+                        file.element().name()
+                    ));
+                }
+            }
+            workload.fit_shape(&a_file, b_file.as_ref())?;
+        }
+        let memory = workload.memory_estimate();
+        let available = crate::memory::available();
+        if let Some(available) = available {
+            if memory.total() > available.bytes {
+                return Err(Error::OutOfMemory {
+                    needed: memory.total(),
+                    breakdown: memory.breakdown(),
+                    available: available.bytes,
+                    limit: available.source,
+                    advice: workload.memory_advice(&memory),
+                });
+            }
+        }
+        workload.check_outputs()?;
+        Ok(Prepared {
+            workload,
+            memory,
+            available,
+            notes,
+        })
+    }
+
+    /// What to change when a run does not fit.
+    fn memory_advice(&self, memory: &MemoryEstimate) -> String {
+        let mut advice = vec![match self.inputs {
+            Inputs::Generated => "choose a smaller --n (or --m, --k)".to_owned(),
+            Inputs::Files { .. } => "use a smaller matrix".to_owned(),
+        }];
+        if memory.reference > 0 {
+            advice.push("run without the whole-matrix reference (--no-reference)".into());
+        }
+        if memory.check > 0 {
+            advice.push("skip the residual check (--no-check)".into());
+        }
+        let last = advice.pop().unwrap_or_default();
+        let mut text = advice.join(", ");
+        if !text.is_empty() {
+            text.push_str(" or ");
+        }
+        text.push_str(&last);
+        text.push_str("; a matrix larger than memory needs tiles kept in a store on disk, which this version does not offer yet");
+        text
+    }
+
+    /// Sets `n`, `m`, `k` and the right-hand sides from the files, and checks
+    /// that their shapes fit the algorithm.
+    fn fit_shape(&mut self, a: &NpyMatrix, b: Option<&NpyMatrix>) -> Result<(), Error> {
+        let name = |f: &NpyMatrix| f.path().display().to_string();
+        let (rows, cols) = a.shape();
+        let shape_error = |detail: String| {
+            Error::Linalg(LinalgError::ShapeMismatch {
+                operation: self.algorithm.name(),
+                detail,
+            })
+        };
+        let square = |what: &str| {
+            if rows == cols {
+                Ok(())
+            } else {
+                Err(shape_error(format!(
+                    "{} is {rows}×{cols}, but {what} needs a square matrix",
+                    name(a)
+                )))
+            }
+        };
+        let tall = |what: &str, hint: &str| {
+            if rows >= cols {
+                Ok(())
+            } else {
+                Err(shape_error(format!(
+                    "{} is {rows}×{cols}, wider than tall, but {what} needs at least as many rows as columns{hint}",
+                    name(a)
+                )))
+            }
+        };
+        let rhs_rows = |b: &NpyMatrix| {
+            let (b_rows, b_cols) = b.shape();
+            if b_rows == rows {
+                Ok(b_cols)
+            } else {
+                Err(shape_error(format!(
+                    "{} is {rows}×{cols} but {} is {b_rows}×{b_cols}: B needs as many rows as A ({rows})",
+                    name(a),
+                    name(b)
+                )))
+            }
+        };
+        self.m = None;
+        self.k = None;
+        match self.algorithm {
+            Algorithm::Gemm => {
+                let b = b.ok_or(LinalgError::ZeroSize { what: "B" })?;
+                let (b_rows, b_cols) = b.shape();
+                if b_rows != cols {
+                    return Err(shape_error(format!(
+                        "{} is {rows}×{cols} and {} is {b_rows}×{b_cols}: A·B needs B to have as many rows as A has columns ({cols})",
+                        name(a),
+                        name(b)
+                    )));
+                }
+                (self.m, self.k, self.n) = (Some(rows), Some(cols), b_cols);
+            }
+            Algorithm::Cholesky => {
+                square("a Cholesky factorization")?;
+                self.n = rows;
+            }
+            Algorithm::Tsqr | Algorithm::Qr => {
+                tall("QR", " (factor the transpose, or use svd --svd full)")?;
+                (self.m, self.n) = (Some(rows), cols);
+            }
+            Algorithm::Svd => {
+                if self.params.svd == SvdKind::Tall {
+                    tall(
+                        "the tall-skinny SVD",
+                        " (use --svd full or --svd randomized for a wide matrix)",
+                    )?;
+                }
+                (self.m, self.n) = (Some(rows), cols);
+            }
+            Algorithm::Solve => {
+                let b = b.ok_or(LinalgError::ZeroSize { what: "B" })?;
+                match self.params.solve {
+                    SolveKind::Triangular => square("a triangular solve")?,
+                    SolveKind::Cholesky => square("a Cholesky solve")?,
+                    SolveKind::Lstsq => tall("least squares", "")?,
+                }
+                self.params.rhs = rhs_rows(b)?;
+                self.n = cols;
+                if self.params.solve == SolveKind::Lstsq {
+                    self.m = Some(rows);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The result files this workload writes.
+    pub fn output_names(&self) -> Vec<&'static str> {
+        let p = &self.params;
+        match self.algorithm {
+            Algorithm::Gemm => vec!["C.npy"],
+            Algorithm::Cholesky => vec!["L.npy"],
+            Algorithm::Tsqr | Algorithm::Qr if p.explicit_q => vec!["Q.npy", "R.npy"],
+            Algorithm::Tsqr | Algorithm::Qr => vec!["R.npy"],
+            Algorithm::Svd if p.vectors => vec!["U.npy", "s.npy", "Vt.npy"],
+            Algorithm::Svd => vec!["s.npy"],
+            Algorithm::Solve => vec!["X.npy"],
+        }
+    }
+
+    /// Creates the output directory, checks that it takes files and that
+    /// no result would replace a file unless that is allowed.
+    fn check_outputs(&self) -> Result<(), Error> {
+        let Some(output) = &self.output else {
+            return Ok(());
+        };
+        let cannot = |detail: String| Error::Output {
+            path: output.dir.clone(),
+            detail,
+        };
+        if output.dir.exists() && !output.dir.is_dir() {
+            return Err(cannot("it exists and is not a directory".into()));
+        }
+        std::fs::create_dir_all(&output.dir)
+            .map_err(|e| cannot(format!("cannot create it: {e}")))?;
+        for name in self.output_names() {
+            wukong_linalg::npy::check_writable(&output.dir.join(name), output.overwrite)?;
+        }
+        // A probe file shows now, not after the run, that files can be made there.
+        let probe = output
+            .dir
+            .join(format!(".wukong-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .map_err(|e| cannot(format!("cannot write files in it: {e}")))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+
+    /// Writes result `name` with `write` when results are kept.
+    fn save_with(
+        &self,
+        name: &str,
+        written: &mut Vec<PathBuf>,
+        write: impl FnOnce(&Path, Overwrite) -> Result<(), LinalgError>,
+    ) -> Result<(), Error> {
+        if let Some(output) = &self.output {
+            let path = output.dir.join(name);
+            write(&path, output.overwrite)?;
+            written.push(path);
+        }
+        Ok(())
+    }
+
+    /// Writes `matrix` as result `name` when results are kept.
+    pub(crate) fn save(
+        &self,
+        name: &str,
+        matrix: &BlockMatrix,
+        written: &mut Vec<PathBuf>,
+    ) -> Result<(), Error> {
+        self.save_with(name, written, |path, overwrite| {
+            wukong_linalg::npy::write_matrix(path, matrix, overwrite)
+        })
+    }
+
+    /// Writes a whole matrix as result `name` when results are kept.
+    pub(crate) fn save_array(
+        &self,
+        name: &str,
+        matrix: &ndarray::Array2<f64>,
+        written: &mut Vec<PathBuf>,
+    ) -> Result<(), Error> {
+        self.save_with(name, written, |path, overwrite| {
+            wukong_linalg::npy::write_array(path, matrix.view(), overwrite)
+        })
+    }
+
+    /// Writes `values` as the 1-D result `name` when results are kept.
+    pub(crate) fn save_vector(
+        &self,
+        name: &str,
+        values: &[f64],
+        written: &mut Vec<PathBuf>,
+    ) -> Result<(), Error> {
+        self.save_with(name, written, |path, overwrite| {
+            wukong_linalg::npy::write_vector(path, values, overwrite)
+        })
+    }
+
+    /// Operand `which` in `tile_rows × tile_cols` tiles, read from its file
+    /// (`None` for generated inputs).
+    pub(crate) fn read(
+        &self,
+        which: Operand,
+        tile_rows: usize,
+        tile_cols: usize,
+    ) -> Result<Option<BlockMatrix>, Error> {
+        let Some(path) = self.file(which) else {
+            return Ok(None);
+        };
+        let file = match which {
+            Operand::B => NpyMatrix::open_vector_or_matrix(path)?,
+            Operand::A => NpyMatrix::open(path)?,
+        };
+        Ok(Some(file.read_tiles(tile_rows, tile_cols)?))
+    }
+
+    /// Operand `which` in `tile_rows × tile_cols` tiles: read from its file,
+    /// or made by `generate`.
+    pub(crate) fn operand(
+        &self,
+        which: Operand,
+        tile_rows: usize,
+        tile_cols: usize,
+        generate: impl FnOnce() -> Result<BlockMatrix, LinalgError>,
+    ) -> Result<BlockMatrix, Error> {
+        match self.read(which, tile_rows, tile_cols)? {
+            Some(matrix) => Ok(matrix),
+            None => Ok(generate()?),
+        }
+    }
+
+    /// Names the input file in an error the math found in it (not positive
+    /// definite, rank deficient, not symmetric).
+    pub(crate) fn blame(&self, which: Operand, error: Error) -> Error {
+        match (self.file(which), error) {
+            (Some(path), Error::Linalg(source)) if !matches!(source, LinalgError::Npy { .. }) => {
+                Error::InFile {
+                    path: path.to_owned(),
+                    operand: which.name(),
+                    problem: Box::new(source),
+                }
+            }
+            (_, error) => error,
+        }
+    }
+
+    /// Runs the workload (see [`prepare`](Self::prepare), which it calls
+    /// first). `progress` sees each finished task of the tiled run.
     pub fn run(
+        &self,
+        progress: Option<&(dyn Fn(Progress) + Sync)>,
+    ) -> Result<WorkloadReport, Error> {
+        self.prepare()?.run(progress)
+    }
+
+    fn run_prepared(
         &self,
         progress: Option<&(dyn Fn(Progress) + Sync)>,
     ) -> Result<WorkloadReport, Error> {
@@ -294,9 +779,13 @@ impl Workload {
         timings: Timings,
     ) -> WorkloadReport {
         let seconds = median(&timings.tiled);
-        let reference_seconds = median(&timings.reference);
+        let reference_seconds = (!timings.reference.is_empty()).then(|| median(&timings.reference));
         let gflops = flops / seconds / 1e9;
-        let reference_gflops = flops / reference_seconds / 1e9;
+        let reference_gflops = reference_seconds.map(|s| flops / s / 1e9);
+        let mut notes = Vec::new();
+        if reference_seconds.is_none() {
+            notes.push("no whole-matrix reference was timed (--reference runs it)".to_owned());
+        }
         WorkloadReport {
             algorithm: self.algorithm,
             n: self.n,
@@ -313,7 +802,7 @@ impl Workload {
             gflops,
             reference_seconds,
             reference_gflops,
-            ratio: gflops / reference_gflops,
+            ratio: reference_gflops.map(|r| gflops / r),
             residual: timings.residual,
             reference_residual: timings.reference_residual,
             utilization: median(&timings.utilization),
@@ -332,6 +821,15 @@ impl Workload {
                 Algorithm::Gemm | Algorithm::Cholesky => None,
                 _ => Some(self.params.clone()),
             },
+            inputs: match &self.inputs {
+                Inputs::Generated => Vec::new(),
+                Inputs::Files { a, b } => std::iter::once(a.clone()).chain(b.clone()).collect(),
+            },
+            outputs: timings.outputs,
+            memory_estimate_bytes: 0,
+            memory_available_bytes: None,
+            peak_rss_bytes: None,
+            notes,
             cost: timings.run.cost,
             run: timings.run,
         }
@@ -344,34 +842,51 @@ impl Workload {
         m: usize,
         k: usize,
     ) -> Result<WorkloadReport, Error> {
-        let n = self.n;
-        let a = BlockMatrix::random(m, k, self.tile, self.tile, self.seed)?;
-        let b = BlockMatrix::random(k, n, self.tile, self.tile, self.seed.wrapping_add(1))?;
-        let (a_whole, b_whole) = (a.to_array(), b.to_array());
-        let norms = a.frobenius_norm() * b.frobenius_norm();
+        let (n, t) = (self.n, self.tile);
+        let a = self.operand(Operand::A, t, t, || {
+            BlockMatrix::random(m, k, t, t, self.seed)
+        })?;
+        let b = self.operand(Operand::B, t, t, || {
+            BlockMatrix::random(k, n, t, t, self.seed.wrapping_add(1))
+        })?;
+        let wholes = self.uses_reference().then(|| (a.to_array(), b.to_array()));
         let mut timings = Timings::default();
         let mut last = None;
         for _ in 0..self.repeat.max(1) {
+            drop(last.take());
             let start = Instant::now();
             let computed = runtime.gemm_with(1.0, &a, &b, None, options)?;
             timings.tiled.push(start.elapsed().as_secs_f64());
             timings.utilization.push(computed.report.utilization());
-
-            let start = Instant::now();
-            let reference =
-                runtime
-                    .kernels()
-                    .matmul_whole(a_whole.view(), b_whole.view(), self.threads)?;
-            timings.reference.push(start.elapsed().as_secs_f64());
-            last = Some((computed, reference));
+            let expected = match &wholes {
+                Some((a_whole, b_whole)) => {
+                    let start = Instant::now();
+                    let product = runtime.kernels().matmul_whole(
+                        a_whole.view(),
+                        b_whole.view(),
+                        self.threads,
+                    )?;
+                    timings.reference.push(start.elapsed().as_secs_f64());
+                    Some(product)
+                }
+                None => None,
+            };
+            last = Some((computed, expected));
         }
-        let mut tasks = 0;
-        if let Some((computed, reference)) = last {
-            let difference = &computed.matrix.to_array() - &reference;
-            timings.residual = tile::frobenius_norm(difference.view()) / norms;
-            tasks = computed.tasks;
-            timings.run = computed.report;
+        let (computed, expected) = last.ok_or(LinalgError::ZeroSize { what: "repeat" })?;
+        self.save("C.npy", &computed.matrix, &mut timings.outputs)?;
+        if self.check {
+            timings.residual = Some(match expected {
+                Some(reference) => {
+                    let norms = a.frobenius_norm() * b.frobenius_norm();
+                    let difference = &computed.matrix.to_array() - &reference;
+                    tile::frobenius_norm(difference.view()) / norms
+                }
+                None => check::gemm(runtime, &a, &b, &computed.matrix)?,
+            });
         }
+        let tasks = computed.tasks;
+        timings.run = computed.report;
         Ok(self.report(runtime, m, k, gemm_flops(m, n, k), tasks, timings))
     }
 
@@ -380,46 +895,78 @@ impl Workload {
         runtime: &Runtime,
         options: &RunOptions<'_>,
     ) -> Result<WorkloadReport, Error> {
-        let n = self.n;
-        let generate = || BlockMatrix::random_spd(n, self.tile, self.seed);
+        let (n, t) = (self.n, self.tile);
+        // A file is read once and shared by every run (the first update of
+        // each tile copies it); generated inputs are made afresh for each run,
+        // which then factors them in place, as the reference does.
+        let loaded = self.read(Operand::A, t, t)?;
+        if let Some(a) = &loaded {
+            a.check_symmetric("A", SYMMETRY_TOLERANCE)
+                .map_err(|e| self.blame(Operand::A, e.into()))?;
+        }
+        let generate = || -> Result<BlockMatrix, Error> {
+            match &loaded {
+                Some(a) => Ok(a.clone()),
+                None => Ok(BlockMatrix::random_spd(n, t, self.seed)?),
+            }
+        };
+        let reference = self.uses_reference();
         let mut timings = Timings::default();
         let mut last = None;
         for _ in 0..self.repeat.max(1) {
-            // Each run factors a fresh copy: both sides work in place.
+            drop(last.take());
             let a = generate()?;
-            let mut reference = a.to_array();
-
-            // The tiled run owns its input, as the in-place reference does. The
-            // store shares the input tiles, so each is copied once, by the
-            // first update that writes it.
+            let mut whole = reference.then(|| a.to_array());
             let start = Instant::now();
-            let computed = runtime.cholesky_with(a, options)?;
+            let computed = runtime
+                .cholesky_with(a, options)
+                .map_err(|e| self.blame(Operand::A, e))?;
             timings.tiled.push(start.elapsed().as_secs_f64());
             timings.utilization.push(computed.report.utilization());
-
-            let start = Instant::now();
-            runtime
-                .kernels()
-                .cholesky_whole(reference.view_mut(), self.threads)?;
-            timings.reference.push(start.elapsed().as_secs_f64());
-            last = Some((computed, reference));
-        }
-        let mut tasks = 0;
-        if let Some((computed, reference)) = last {
-            let a = generate()?.to_array();
-            let residual = |l: &ndarray::Array2<f64>| -> Result<f64, LinalgError> {
-                let product = runtime
+            if let Some(whole) = &mut whole {
+                let start = Instant::now();
+                runtime
                     .kernels()
-                    .matmul_whole(l.view(), l.t(), self.threads)?;
-                Ok(tile::frobenius_norm((&a - &product).view()) / tile::frobenius_norm(a.view()))
-            };
-            timings.residual = residual(&computed.matrix.to_array())?;
-            timings.reference_residual = Some(residual(&reference)?);
-            tasks = computed.tasks;
-            timings.run = computed.report;
+                    .cholesky_whole(whole.view_mut(), self.threads)?;
+                timings.reference.push(start.elapsed().as_secs_f64());
+            }
+            last = Some((computed, whole));
         }
+        let (computed, reference_l) = last.ok_or(LinalgError::ZeroSize { what: "repeat" })?;
+        self.save("L.npy", &computed.matrix, &mut timings.outputs)?;
+        if self.check {
+            match reference_l {
+                Some(reference_l) => {
+                    let a = generate()?.to_array();
+                    let residual = |l: &ndarray::Array2<f64>| -> Result<f64, LinalgError> {
+                        let product =
+                            runtime
+                                .kernels()
+                                .matmul_whole(l.view(), l.t(), self.threads)?;
+                        Ok(tile::frobenius_norm((&a - &product).view())
+                            / tile::frobenius_norm(a.view()))
+                    };
+                    timings.residual = Some(residual(&computed.matrix.to_array())?);
+                    timings.reference_residual = Some(residual(&reference_l)?);
+                }
+                None => {
+                    timings.residual =
+                        Some(check::cholesky(runtime, &generate()?, &computed.matrix)?);
+                }
+            }
+        }
+        let tasks = computed.tasks;
+        timings.run = computed.report;
         Ok(self.report(runtime, n, n, cholesky_flops(n), tasks, timings))
     }
+}
+
+/// How far a symmetric input's mirror entries may differ, relative to
+/// `√(|aᵢᵢ|·|aⱼⱼ|)`: rounding in how the user formed the matrix passes.
+pub(crate) const SYMMETRY_TOLERANCE: f64 = 1e-10;
+
+fn usage(detail: String) -> Error {
+    Error::Usage { detail }
 }
 
 /// Measurements of repeated runs; each run times the tiled algorithm and then
@@ -429,8 +976,9 @@ pub(crate) struct Timings {
     pub(crate) tiled: Vec<f64>,
     pub(crate) reference: Vec<f64>,
     pub(crate) utilization: Vec<f64>,
-    pub(crate) residual: f64,
+    pub(crate) residual: Option<f64>,
     pub(crate) reference_residual: Option<f64>,
+    pub(crate) outputs: Vec<PathBuf>,
     pub(crate) run: RunReport,
 }
 

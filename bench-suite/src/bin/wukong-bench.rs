@@ -450,9 +450,7 @@ fn sweep(
         seed,
         repeat,
         scheduler: wukong::Scheduler::Wukong,
-        redis: None,
-        remote: None,
-        params: Default::default(),
+        ..Workload::new(Algorithm::Cholesky, n as usize)
     };
     print!("{}", wukong_bench::table(&[]));
     let reports = wukong_bench::sweep(&base, &tiles, &backends, |r| {
@@ -462,7 +460,10 @@ fn sweep(
     for best in wukong_bench::best_per_backend(&reports) {
         println!(
             "best tile for {}: {} ({:.1} GFLOP/s, ratio {:.3})",
-            best.backend, best.tile, best.gflops, best.ratio
+            best.backend,
+            best.tile,
+            best.gflops,
+            best.ratio.unwrap_or(f64::NAN)
         );
     }
     write_json(&json, &reports)
