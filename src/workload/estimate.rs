@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::{Algorithm, SolveKind, SvdKind, Workload};
+use super::{Algorithm, Inputs, SolveKind, SvdKind, Workload};
 
 /// Bytes a run will hold at its peak, by what holds them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -119,8 +119,10 @@ impl Workload {
                 };
                 (
                     m * n,
-                    on(q, m * n) + n * n + on(!tall, m * n),
-                    3.0 * m * n + on(q, 2.0 * m * n) + 3.0 * n * n,
+                    // Tile QR keeps its reflector tiles and their T factors.
+                    on(q, m * n) + n * n + on(!tall, 2.0 * m * n),
+                    // Whole A, the reference's copy and factors, and the residual's products.
+                    4.0 * m * n + on(q, 4.0 * m * n) + 5.0 * n * n,
                     if q { 2.0 * m * n } else { 3.0 * n * n },
                     grid * if q { 2.0 } else { 1.0 },
                 )
@@ -131,7 +133,7 @@ impl Workload {
                     SvdKind::Tall => (
                         m * n,
                         on(v, m * n) + 2.0 * n * n,
-                        3.0 * m * n + on(v, 3.0 * m * n) + 2.0 * n * n,
+                        4.0 * m * n + on(v, 6.0 * m * n) + 2.0 * n * n,
                         on(v, 2.0 * m * n + n * n),
                         tm * if v { 4.0 } else { 2.0 },
                     ),
@@ -150,8 +152,11 @@ impl Workload {
                     }
                     SvdKind::Full => (
                         m * n,
-                        // The band reduction keeps its reflectors for the vectors.
-                        m * n + on(v, 2.0 * m * n + n * n),
+                        // The band reduction keeps its reflector tiles; with
+                        // vectors, the band's dense SVD and the reflectors'
+                        // application to its vectors (measured: 8 and 21
+                        // times A at 2000², tile 250, in one process).
+                        6.0 * m * n + on(v, 13.0 * m * n),
                         2.0 * m * n + on(v, 3.0 * m * n + n * n),
                         on(v, 2.0 * m * n + n * n),
                         tm * tn * tn * if v { 4.0 } else { 2.0 },
@@ -160,7 +165,13 @@ impl Workload {
             }
             Algorithm::Solve => match p.solve {
                 SolveKind::Triangular | SolveKind::Cholesky => (
-                    n * n + n * rhs,
+                    // A generated triangle starts as a full random matrix.
+                    n * n
+                        + n * rhs
+                        + on(
+                            p.solve == SolveKind::Triangular && self.inputs == Inputs::Generated,
+                            n * n,
+                        ),
                     n * rhs + on(p.solve == SolveKind::Cholesky, n * n),
                     2.0 * n * n + 4.0 * n * rhs,
                     2.0 * n * rhs,
@@ -170,7 +181,7 @@ impl Workload {
                     // A and B, and the joined [A B] the graph factors.
                     2.0 * m * (n + rhs),
                     (n + rhs) * (n + rhs) + n * rhs,
-                    2.0 * m * (n + rhs),
+                    4.5 * m * (n + rhs),
                     2.0 * m * rhs,
                     tm * 2.0,
                 ),
