@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need, then runs formatting,
-# lints and every test of the workspace with every feature.
+# lints and every test of the workspace with every feature, the command blocks
+# of README.md as they are written, and every notebook.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+phase() { echo "== [$((SECONDS - started)) s] $*"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -68,11 +71,15 @@ wait_for rediss 10 sh -c "[ \"\$(redis-cli --tls --cacert $tls/ca.crt -h localho
 export WUKONG_TEST_REDISS_URL="rediss://localhost:$rediss_port" WUKONG_TEST_REDIS_CA="$tls/ca.crt"
 echo "== redis-server (TLS) on 127.0.0.1:$rediss_port"
 
+pip_install() { # packages...
+  python3 -m pip install --quiet "$@" 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages "$@"
+}
+
 # moto (PyPI) as the S3 endpoint; the tests use its fixed test credentials.
 if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
   echo "== installing moto[server]"
-  python3 -m pip install --quiet "moto[server]" 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages "moto[server]"
+  pip_install "moto[server]"
 fi
 http() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[2], method=sys.argv[1]), timeout=5)' "$@"; }
 start_moto() { # name, port, extra environment...
@@ -120,9 +127,29 @@ if [ $# -gt 0 ]; then
   exit
 fi
 
-echo "== cargo fmt --check"
+# numpy for the README's commands; nbclient and nbconvert to execute the
+# notebooks; evcxr_jupyter (crates.io) as their kernel.
+if ! python3 -c "import numpy, nbclient, nbconvert, nbformat" >/dev/null 2>&1; then
+  echo "== installing numpy, nbclient, nbconvert"
+  pip_install numpy nbclient nbconvert nbformat
+fi
+evcxr="${CARGO_HOME:-$HOME/.cargo}/bin/evcxr_jupyter"
+if [ ! -x "$evcxr" ]; then
+  phase "installing evcxr_jupyter (cargo install, a few minutes)"
+  cargo install --locked --quiet evcxr_jupyter --version 0.22.0
+fi
+"$evcxr" --install >/dev/null
+
+phase "README.md: every command block is marked"
+python3 scripts/readme.py check
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+phase "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-echo "== cargo test"
+phase "cargo test"
 cargo test --workspace --all-features
+phase "README.md command blocks, as written"
+python3 scripts/readme.py run
+phase "notebooks"
+python3 scripts/notebooks.py
+phase "all passed"
