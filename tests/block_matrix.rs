@@ -83,3 +83,65 @@ fn from_tiles_checks_every_tile_shape() {
         "{err}"
     );
 }
+
+#[test]
+fn retiling_keeps_every_entry_and_shares_what_it_can() {
+    let whole = Array2::from_shape_fn((29, 13), |(i, j)| (i * 100 + j) as f64);
+    let block = BlockMatrix::from_array(whole.view(), 8, 5).unwrap();
+    for (tr, tc) in [(1, 1), (3, 7), (29, 13), (100, 100), (8, 5)] {
+        let retiled = block.retiled(tr, tc).unwrap();
+        assert_eq!(retiled.to_array(), whole, "{tr}×{tc}");
+        assert_eq!(retiled.layout().tile_rows(), tr.min(29));
+    }
+    // The same tiling shares the tiles.
+    let same = block.retiled(8, 5).unwrap();
+    assert!(std::sync::Arc::ptr_eq(same.tile(1, 1), block.tile(1, 1)));
+    assert_eq!(block.get(17, 11), 1711.0);
+}
+
+#[test]
+fn symmetry_is_checked_within_a_tolerance_and_names_the_entry() {
+    let n = 37;
+    let mut a = Array2::from_shape_fn((n, n), |(i, j)| 1.0 / (1.0 + i as f64 + j as f64));
+    for i in 0..n {
+        a[[i, i]] += n as f64;
+    }
+    let block = |a: &Array2<f64>| BlockMatrix::from_array(a.view(), 8, 8).unwrap();
+    block(&a).check_symmetric("A", 1e-10).unwrap();
+    // Rounding-level differences pass.
+    a[[20, 3]] *= 1.0 + 1e-14;
+    block(&a).check_symmetric("A", 1e-10).unwrap();
+    a[[20, 3]] += 0.5;
+    match block(&a).check_symmetric("A", 1e-10).unwrap_err() {
+        LinalgError::NotSymmetric { row, col, .. } => assert_eq!((row, col), (20, 3)),
+        other => panic!("{other}"),
+    }
+    let rectangle = BlockMatrix::random(5, 4, 2, 2, 1).unwrap();
+    assert!(rectangle.check_symmetric("A", 1e-10).is_err());
+}
+
+#[test]
+fn a_triangle_input_reads_one_triangle_only() {
+    use wukong::{Graph, Triangle};
+    // A full matrix whose upper triangle must not count.
+    let whole = Array2::from_shape_fn(
+        (23, 23),
+        |(i, j)| if j > i { 1e6 } else { (i + j + 1) as f64 },
+    );
+    let lower = Array2::from_shape_fn((23, 23), |(i, j)| if j > i { 0.0 } else { whole[[i, j]] });
+    let x = Array2::from_shape_fn((23, 3), |(i, j)| (i as f64) - (j as f64));
+    let matrix = BlockMatrix::from_array(whole.view(), 5, 5).unwrap();
+    let graph = Graph::new();
+    let t = graph.input_triangle(&matrix, Triangle::Lower).unwrap();
+    let rhs = graph
+        .input(&BlockMatrix::from_array(x.view(), 5, 5).unwrap())
+        .unwrap();
+    let product = t.matmul(&rhs).unwrap();
+    let (results, _) = wukong::Runtime::new()
+        .with_threads(2)
+        .compute(&graph, &[&product], &Default::default())
+        .unwrap();
+    assert_eq!(results[0].to_array(), lower.dot(&x));
+    // The input itself is untouched.
+    assert_eq!(matrix.to_array(), whole);
+}
