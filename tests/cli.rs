@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn wukong(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wukong"))
         .args(args)
@@ -133,16 +135,7 @@ fn qr_svd_and_solves_from_the_command_line() {
         ],
     ];
     for args in runs {
-        let mut all = vec!["run"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--threads", "2", "--json"]);
-        let out = wukong(&all);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let json = common::run_json(args);
         assert_eq!(json["algorithm"], args[0], "{json}");
         assert!(json["tasks"].as_u64().unwrap() > 1, "{json}");
         assert!(

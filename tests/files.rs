@@ -10,6 +10,9 @@ use std::process::{Command, Output};
 
 use ndarray::{Array1, Array2, ShapeBuilder};
 
+mod common;
+use common::run_json;
+
 fn wukong(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wukong"))
         .args(args)
@@ -80,20 +83,6 @@ fn load(path: &str) -> Array2<f64> {
 
 fn load_vector(path: &str) -> Array1<f64> {
     ndarray_npy::read_npy(path).unwrap()
-}
-
-/// Runs and returns the JSON report, failing with stderr on error.
-fn run_json(args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["run"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--threads", "2", "--json"]);
-    let out = wukong(&all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn residual(json: &serde_json::Value) -> f64 {

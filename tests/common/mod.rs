@@ -43,3 +43,21 @@ pub fn runtimes() -> Vec<Runtime> {
 pub fn relative_difference(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
     frobenius_norm((a - b).view()) / frobenius_norm(b.view()).max(f64::MIN_POSITIVE)
 }
+
+/// Runs `wukong run ARGS --threads 2 --json` and returns its report; fails
+/// the test with the command's stderr if it does not succeed.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--threads", "2", "--json"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wukong"))
+        .args(&all)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
