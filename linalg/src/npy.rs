@@ -12,7 +12,9 @@
 //! [`write_matrix`] and [`write_vector`] stream a result to a new file tile
 //! row by tile row and make it visible under its name only once it is
 //! complete, so a failed write never leaves a partial file behind, and an
-//! existing file is replaced only when the caller asks for it.
+//! existing file is replaced only when the caller asks for it. The `stage_*`
+//! functions split that in two, so that several results become visible only
+//! once all of them are written ([`Staged::commit`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -110,6 +112,11 @@ pub enum NpyError {
         /// The entry.
         value: f64,
     },
+    /// The path is not a regular file (a directory, a pipe, a device).
+    #[error(
+        "it is not a regular file (a pipe or a device cannot be memory-mapped): save the array to a file"
+    )]
+    NotAFile,
     /// The destination exists and the caller did not ask to replace it.
     #[error(
         "it exists already: choose another output directory, remove it, or pass --force to replace it"
@@ -288,8 +295,11 @@ impl NpyMatrix {
         let error = |problem| read_error(path, problem);
         let io = |action| move |source| error(NpyError::Io { action, source });
         let file = File::open(path).map_err(io("open"))?;
-        let length = file.metadata().map_err(io("stat"))?.len();
-        if length == 0 {
+        let metadata = file.metadata().map_err(io("stat"))?;
+        if !metadata.is_file() {
+            return Err(error(NpyError::NotAFile));
+        }
+        if metadata.len() == 0 {
             return Err(error(NpyError::NotNpy));
         }
         // SAFETY: the map is read-only and private to this reader; another
@@ -310,15 +320,26 @@ impl NpyMatrix {
             return Err(error(NpyError::Empty { rows, cols }));
         }
         let width = header.element.width();
-        let expected = (rows as u128) * (cols as u128) * width as u128;
-        let actual = length - header.data as u64;
-        if (actual as u128) < expected {
+        // Sizes from a header are untrusted: none may overflow.
+        let expected = rows
+            .checked_mul(cols)
+            .and_then(|values| values.checked_mul(width))
+            .filter(|bytes| bytes.checked_add(header.data).is_some())
+            .ok_or_else(|| {
+                error(NpyError::Header {
+                    detail: format!(
+                        "its shape ({rows}, {cols}) has more values than any file can hold"
+                    ),
+                })
+            })?;
+        let actual = map.len().saturating_sub(header.data);
+        if actual < expected {
             return Err(error(NpyError::Truncated {
                 rows,
                 cols,
                 width,
-                expected: u64::try_from(expected).unwrap_or(u64::MAX),
-                actual,
+                expected: expected as u64,
+                actual: actual as u64,
             }));
         }
         let _ = map.advise(memmap2::Advice::Sequential);
@@ -359,7 +380,7 @@ impl NpyMatrix {
         self.fortran
     }
 
-    /// Bytes of the data.
+    /// Bytes of the data (checked against the file's length when opened).
     pub fn data_bytes(&self) -> u64 {
         (self.rows * self.cols * self.element.width()) as u64
     }
@@ -754,65 +775,89 @@ pub enum Overwrite {
     Replace,
 }
 
-/// A file being written under a temporary name next to its destination.
-struct Pending {
+/// A result written in full and synced under a temporary name next to its
+/// destination, and not visible under the destination's name until
+/// [`commit`](Staged::commit)ted. Dropped uncommitted, it is removed.
+#[derive(Debug)]
+pub struct Staged {
     temporary: PathBuf,
     destination: PathBuf,
     done: bool,
 }
 
-impl Pending {
+/// Temporary names of this process, so that two writers never share one.
+static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Staged {
+    /// Creates a temporary file of a name no other writer uses (it never
+    /// removes one it did not create).
     fn create(destination: &Path) -> Result<(Self, BufWriter<File>), LinalgError> {
         let name = destination
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "matrix.npy".into());
-        let temporary =
-            destination.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temporary)
-            .or_else(|error| {
-                if error.kind() == std::io::ErrorKind::AlreadyExists {
-                    // Left by a writer of this process id that crashed.
-                    std::fs::remove_file(&temporary)?;
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&temporary)
-                } else {
-                    Err(error)
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut attempt = 0;
+        loop {
+            let count = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let temporary = destination.with_file_name(format!(
+                ".{name}.partial-{}-{nanos}-{count}",
+                std::process::id()
+            ));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)
+            {
+                Ok(file) => {
+                    let staged = Self {
+                        temporary,
+                        destination: destination.to_owned(),
+                        done: false,
+                    };
+                    return Ok((staged, BufWriter::with_capacity(1 << 20, file)));
                 }
-            })
-            .map_err(|source| {
-                write_error(
-                    destination,
-                    NpyError::Io {
-                        action: "create",
-                        source,
-                    },
-                )
-            })?;
-        Ok((
-            Self {
-                temporary,
-                destination: destination.to_owned(),
-                done: false,
-            },
-            BufWriter::with_capacity(1 << 20, file),
-        ))
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 =>
+                {
+                    attempt += 1;
+                }
+                Err(source) => {
+                    return Err(write_error(
+                        destination,
+                        NpyError::Io {
+                            action: "create",
+                            source,
+                        },
+                    ));
+                }
+            }
+        }
     }
 
-    /// Flushes, syncs and moves the file to its destination.
-    fn commit(mut self, writer: BufWriter<File>, overwrite: Overwrite) -> Result<(), LinalgError> {
+    /// Flushes and syncs the written file.
+    fn finish(self, writer: BufWriter<File>) -> Result<Self, LinalgError> {
         let error =
             |action, source| write_error(&self.destination, NpyError::Io { action, source });
         let file = writer
             .into_inner()
             .map_err(|e| error("write", e.into_error()))?;
         file.sync_all().map_err(|e| error("sync", e))?;
-        drop(file);
+        Ok(self)
+    }
+
+    /// Where the file goes.
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    /// Makes the file visible under its destination's name, atomically:
+    /// with [`Overwrite::Refuse`] only if that name is free.
+    pub fn commit(mut self, overwrite: Overwrite) -> Result<PathBuf, LinalgError> {
+        let error =
+            |action, source| write_error(&self.destination, NpyError::Io { action, source });
         match overwrite {
             Overwrite::Replace => std::fs::rename(&self.temporary, &self.destination)
                 .map_err(|e| error("rename", e))?,
@@ -825,7 +870,7 @@ impl Pending {
                     return Err(write_error(&self.destination, NpyError::Exists));
                 }
                 // A file system without hard links: check, then rename.
-                Err(_) if !self.destination.exists() => {
+                Err(_) if self.destination.symlink_metadata().is_err() => {
                     std::fs::rename(&self.temporary, &self.destination)
                         .map_err(|e| error("rename", e))?
                 }
@@ -833,11 +878,11 @@ impl Pending {
             },
         }
         self.done = true;
-        Ok(())
+        Ok(self.destination.clone())
     }
 }
 
-impl Drop for Pending {
+impl Drop for Staged {
     fn drop(&mut self) {
         if !self.done {
             let _ = std::fs::remove_file(&self.temporary);
@@ -853,17 +898,14 @@ pub fn check_writable(path: &Path, overwrite: Overwrite) -> Result<(), LinalgErr
     Ok(())
 }
 
-/// Writes a `float64` `.npy` file of `shape` whose data `fill` writes in C
-/// order, under a temporary name that becomes `path` only once the file is
-/// complete and synced.
-fn write_npy(
+/// Stages a `float64` `.npy` file of `shape` whose data `fill` writes in C
+/// order.
+fn stage_npy(
     path: &Path,
     shape: &[usize],
-    overwrite: Overwrite,
     fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<(), LinalgError> {
-    check_writable(path, overwrite)?;
-    let (pending, mut writer) = Pending::create(path)?;
+) -> Result<Staged, LinalgError> {
+    let (staged, mut writer) = Staged::create(path)?;
     writer
         .write_all(&header(shape))
         .and_then(|()| fill(&mut writer))
@@ -876,39 +918,69 @@ fn write_npy(
                 },
             )
         })?;
-    pending.commit(writer, overwrite)
+    staged.finish(writer)
 }
 
-/// Writes `matrix` to `path` as a C-order `float64` `.npy` file, one tile
-/// row at a time (memory: one row of the matrix), under a temporary name
-/// that becomes `path` only once the file is complete and synced.
+/// Stages `matrix` for `path` as a C-order `float64` `.npy` file, written one
+/// tile row at a time (memory: one row of the matrix).
+pub fn stage_matrix(path: impl AsRef<Path>, matrix: &BlockMatrix) -> Result<Staged, LinalgError> {
+    let layout = matrix.layout();
+    let (grid_rows, grid_cols) = layout.grid();
+    stage_npy(path.as_ref(), &[layout.rows(), layout.cols()], |writer| {
+        let mut row = Vec::with_capacity(layout.cols() * 8);
+        for i in 0..grid_rows {
+            for r in 0..layout.tile_shape(i, 0).0 {
+                row.clear();
+                for j in 0..grid_cols {
+                    for value in matrix.tile(i, j).row(r) {
+                        row.extend_from_slice(&value.to_le_bytes());
+                    }
+                }
+                writer.write_all(&row)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Stages a whole matrix for `path` as a C-order `float64` `.npy` file.
+pub fn stage_array(
+    path: impl AsRef<Path>,
+    matrix: ndarray::ArrayView2<'_, f64>,
+) -> Result<Staged, LinalgError> {
+    stage_npy(path.as_ref(), &[matrix.nrows(), matrix.ncols()], |writer| {
+        let mut row = Vec::with_capacity(matrix.ncols() * 8);
+        for values in matrix.rows() {
+            row.clear();
+            for value in values {
+                row.extend_from_slice(&value.to_le_bytes());
+            }
+            writer.write_all(&row)?;
+        }
+        Ok(())
+    })
+}
+
+/// Stages `values` for `path` as a 1-D `float64` `.npy` file.
+pub fn stage_vector(path: impl AsRef<Path>, values: &[f64]) -> Result<Staged, LinalgError> {
+    stage_npy(path.as_ref(), &[values.len()], |writer| {
+        values
+            .iter()
+            .try_for_each(|value| writer.write_all(&value.to_le_bytes()))
+    })
+}
+
+/// Writes `matrix` to `path` as a C-order `float64` `.npy` file (see
+/// [`stage_matrix`]): complete and synced under a temporary name, then
+/// visible under `path` at once; an existing `path` is replaced only with
+/// [`Overwrite::Replace`].
 pub fn write_matrix(
     path: impl AsRef<Path>,
     matrix: &BlockMatrix,
     overwrite: Overwrite,
 ) -> Result<(), LinalgError> {
-    let layout = matrix.layout();
-    let (grid_rows, grid_cols) = layout.grid();
-    write_npy(
-        path.as_ref(),
-        &[layout.rows(), layout.cols()],
-        overwrite,
-        |writer| {
-            let mut row = Vec::with_capacity(layout.cols() * 8);
-            for i in 0..grid_rows {
-                for r in 0..layout.tile_shape(i, 0).0 {
-                    row.clear();
-                    for j in 0..grid_cols {
-                        for value in matrix.tile(i, j).row(r) {
-                            row.extend_from_slice(&value.to_le_bytes());
-                        }
-                    }
-                    writer.write_all(&row)?;
-                }
-            }
-            Ok(())
-        },
-    )
+    check_writable(path.as_ref(), overwrite)?;
+    stage_matrix(path, matrix)?.commit(overwrite).map(drop)
 }
 
 /// Writes a whole matrix to `path` as a C-order `float64` `.npy` file, like
@@ -918,22 +990,8 @@ pub fn write_array(
     matrix: ndarray::ArrayView2<'_, f64>,
     overwrite: Overwrite,
 ) -> Result<(), LinalgError> {
-    write_npy(
-        path.as_ref(),
-        &[matrix.nrows(), matrix.ncols()],
-        overwrite,
-        |writer| {
-            let mut row = Vec::with_capacity(matrix.ncols() * 8);
-            for values in matrix.rows() {
-                row.clear();
-                for value in values {
-                    row.extend_from_slice(&value.to_le_bytes());
-                }
-                writer.write_all(&row)?;
-            }
-            Ok(())
-        },
-    )
+    check_writable(path.as_ref(), overwrite)?;
+    stage_array(path, matrix)?.commit(overwrite).map(drop)
 }
 
 /// Writes `values` to `path` as a 1-D `float64` `.npy` file, like [`write_matrix`].
@@ -942,11 +1000,8 @@ pub fn write_vector(
     values: &[f64],
     overwrite: Overwrite,
 ) -> Result<(), LinalgError> {
-    write_npy(path.as_ref(), &[values.len()], overwrite, |writer| {
-        values
-            .iter()
-            .try_for_each(|value| writer.write_all(&value.to_le_bytes()))
-    })
+    check_writable(path.as_ref(), overwrite)?;
+    stage_vector(path, values)?.commit(overwrite).map(drop)
 }
 
 #[cfg(test)]

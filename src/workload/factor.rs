@@ -2,7 +2,6 @@
 //! same backend's whole-matrix routine on the same input, alternately, and
 //! checks the tiled answer.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2, s};
@@ -17,6 +16,7 @@ use wukong_linalg::{
 
 use super::{Algorithm, Operand, Timings, Workload, WorkloadReport, check};
 use crate::{Error, Runtime};
+use wukong_linalg::npy::Staged;
 
 /// Which SVD the `svd` workload runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -342,9 +342,9 @@ impl Workload {
             }),
         )?;
         if let Some(q) = &q {
-            self.save("Q.npy", q, &mut timings.outputs)?;
+            self.save("Q.npy", q, &mut timings.staged)?;
         }
-        self.save("R.npy", &r, &mut timings.outputs)?;
+        self.save("R.npy", &r, &mut timings.staged)?;
         if self.check {
             match (&whole, expected) {
                 (Some(whole), Some((r_ref, q_ref))) => {
@@ -368,7 +368,7 @@ impl Workload {
             }
         }
         let flops = qr_flops(m, n) * if p.explicit_q { 2.0 } else { 1.0 };
-        Ok(self.report(runtime, m, n, flops, tasks, timings))
+        self.finish(runtime, m, n, flops, tasks, timings)
     }
 
     pub(super) fn svd(
@@ -447,11 +447,11 @@ impl Workload {
             }),
         )?;
         if let Some(u) = &factors.u {
-            self.save("U.npy", u, &mut timings.outputs)?;
+            self.save("U.npy", u, &mut timings.staged)?;
         }
-        self.save_vector("s.npy", &factors.s, &mut timings.outputs)?;
+        self.save_vector("s.npy", &factors.s, &mut timings.staged)?;
         if let Some(vt) = &factors.vt {
-            self.save_array("Vt.npy", vt, &mut timings.outputs)?;
+            self.save_array("Vt.npy", vt, &mut timings.staged)?;
         }
         if self.check {
             timings.residual = Some(match (&whole, &reference) {
@@ -476,7 +476,7 @@ impl Workload {
                 },
             });
         }
-        Ok(self.report(runtime, m, n, flops, tasks, timings))
+        self.finish(runtime, m, n, flops, tasks, timings)
     }
 
     pub(super) fn solve(
@@ -562,7 +562,7 @@ impl Workload {
                         }
                     }),
                 )?;
-                self.save_solution(&x, &mut timings.outputs)?;
+                self.save_solution(&x, &mut timings.staged)?;
                 if self.check {
                     timings.residual = Some(match (&wholes, &x_ref) {
                         (Some((a_whole, b_whole)), Some(x_ref)) => {
@@ -591,7 +591,7 @@ impl Workload {
                     } else {
                         0.0
                     };
-                Ok(self.report(runtime, n, p.rhs, flops, tasks, timings))
+                self.finish(runtime, n, p.rhs, flops, tasks, timings)
             }
             SolveKind::Lstsq => {
                 let a = self.operand(Operand::A, t, n, || BlockMatrix::random(m, n, t, n, seed))?;
@@ -631,7 +631,7 @@ impl Workload {
                         }
                     }),
                 )?;
-                self.save_solution(&x, &mut timings.outputs)?;
+                self.save_solution(&x, &mut timings.staged)?;
                 if self.check {
                     timings.residual = Some(match &x_ref {
                         Some(x_ref) => relative(
@@ -641,22 +641,22 @@ impl Workload {
                         None => check::lstsq(runtime, &a, &x, &b)?,
                     });
                 }
-                Ok(self.report(runtime, m, p.rhs, qr_flops(m, n + p.rhs), tasks, timings))
+                self.finish(runtime, m, p.rhs, qr_flops(m, n + p.rhs), tasks, timings)
             }
         }
     }
 
     /// Writes `X`, as a 1-D array when the right-hand side was one.
-    fn save_solution(&self, x: &BlockMatrix, written: &mut Vec<PathBuf>) -> Result<(), Error> {
+    fn save_solution(&self, x: &BlockMatrix, staged: &mut Vec<Staged>) -> Result<(), Error> {
         let vector = match self.file(Operand::B) {
             Some(path) => wukong_linalg::npy::NpyMatrix::open_vector_or_matrix(path)?.is_vector(),
             None => false,
         };
         if vector {
             let values: Vec<f64> = x.to_array().iter().copied().collect();
-            self.save_vector("X.npy", &values, written)
+            self.save_vector("X.npy", &values, staged)
         } else {
-            self.save("X.npy", x, written)
+            self.save("X.npy", x, staged)
         }
     }
 }

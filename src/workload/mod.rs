@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use wukong_executor::{Progress, RunOptions, RunReport, Scheduler};
-use wukong_linalg::npy::{NpyMatrix, Overwrite};
+use wukong_linalg::npy::{self, NpyMatrix, Overwrite, Staged};
 use wukong_linalg::{
     BackendKind, BlockMatrix, LinalgError, TileLayout, cholesky_flops, cholesky_plan, gemm_flops,
     gemm_plan, tile,
@@ -97,6 +97,9 @@ pub struct Workload {
     /// Compute the residual of the result (with the reference's whole
     /// matrices when it runs, else in tiles by the runtime).
     pub check: bool,
+    /// Refuse to start a run whose estimated peak memory exceeds the memory
+    /// available (the estimate is a model: turn this off to run anyway).
+    pub memory_check: bool,
 }
 
 /// Where a workload's operands come from.
@@ -367,6 +370,7 @@ impl Workload {
             output: None,
             reference: None,
             check: true,
+            memory_check: true,
         }
     }
 
@@ -448,7 +452,7 @@ impl Workload {
         }
         let memory = workload.memory_estimate();
         let available = crate::memory::available();
-        if let Some(available) = available {
+        if let Some(available) = available.filter(|_| self.memory_check) {
             if memory.total() > available.bytes {
                 return Err(Error::OutOfMemory {
                     needed: memory.total(),
@@ -486,7 +490,7 @@ impl Workload {
             text.push_str(" or ");
         }
         text.push_str(&last);
-        text.push_str("; a matrix larger than memory needs tiles kept in a store on disk, which this version does not offer yet");
+        text.push_str("; a matrix larger than memory needs tiles kept in a store on disk, which this version does not offer yet (--no-memory-check runs anyway)");
         text
     }
 
@@ -624,55 +628,49 @@ impl Workload {
         Ok(())
     }
 
-    /// Writes result `name` with `write` when results are kept.
+    /// Stages result `name` with `stage` when results are kept; staged
+    /// results become visible together, in [`finish`](Self::finish), once the
+    /// run and its check have succeeded.
     fn save_with(
         &self,
         name: &str,
-        written: &mut Vec<PathBuf>,
-        write: impl FnOnce(&Path, Overwrite) -> Result<(), LinalgError>,
+        staged: &mut Vec<Staged>,
+        stage: impl FnOnce(&Path) -> Result<Staged, LinalgError>,
     ) -> Result<(), Error> {
         if let Some(output) = &self.output {
-            let path = output.dir.join(name);
-            write(&path, output.overwrite)?;
-            written.push(path);
+            staged.push(stage(&output.dir.join(name))?);
         }
         Ok(())
     }
 
-    /// Writes `matrix` as result `name` when results are kept.
+    /// Stages `matrix` as result `name` when results are kept.
     pub(crate) fn save(
         &self,
         name: &str,
         matrix: &BlockMatrix,
-        written: &mut Vec<PathBuf>,
+        staged: &mut Vec<Staged>,
     ) -> Result<(), Error> {
-        self.save_with(name, written, |path, overwrite| {
-            wukong_linalg::npy::write_matrix(path, matrix, overwrite)
-        })
+        self.save_with(name, staged, |path| npy::stage_matrix(path, matrix))
     }
 
-    /// Writes a whole matrix as result `name` when results are kept.
+    /// Stages a whole matrix as result `name` when results are kept.
     pub(crate) fn save_array(
         &self,
         name: &str,
         matrix: &ndarray::Array2<f64>,
-        written: &mut Vec<PathBuf>,
+        staged: &mut Vec<Staged>,
     ) -> Result<(), Error> {
-        self.save_with(name, written, |path, overwrite| {
-            wukong_linalg::npy::write_array(path, matrix.view(), overwrite)
-        })
+        self.save_with(name, staged, |path| npy::stage_array(path, matrix.view()))
     }
 
-    /// Writes `values` as the 1-D result `name` when results are kept.
+    /// Stages `values` as the 1-D result `name` when results are kept.
     pub(crate) fn save_vector(
         &self,
         name: &str,
         values: &[f64],
-        written: &mut Vec<PathBuf>,
+        staged: &mut Vec<Staged>,
     ) -> Result<(), Error> {
-        self.save_with(name, written, |path, overwrite| {
-            wukong_linalg::npy::write_vector(path, values, overwrite)
-        })
+        self.save_with(name, staged, |path| npy::stage_vector(path, values))
     }
 
     /// Operand `which` in `tile_rows × tile_cols` tiles, read from its file
@@ -769,15 +767,24 @@ impl Workload {
         }
     }
 
-    pub(crate) fn report(
+    /// Makes the staged results visible together (after the run and its
+    /// check succeeded) and builds the report.
+    pub(crate) fn finish(
         &self,
         runtime: &Runtime,
         m: usize,
         k: usize,
         flops: f64,
         tasks: usize,
-        timings: Timings,
-    ) -> WorkloadReport {
+        mut timings: Timings,
+    ) -> Result<WorkloadReport, Error> {
+        let overwrite = self
+            .output
+            .as_ref()
+            .map_or(Overwrite::Refuse, |o| o.overwrite);
+        for staged in std::mem::take(&mut timings.staged) {
+            timings.outputs.push(staged.commit(overwrite)?);
+        }
         let seconds = median(&timings.tiled);
         let reference_seconds = (!timings.reference.is_empty()).then(|| median(&timings.reference));
         let gflops = flops / seconds / 1e9;
@@ -786,7 +793,7 @@ impl Workload {
         if reference_seconds.is_none() {
             notes.push("no whole-matrix reference was timed (--reference runs it)".to_owned());
         }
-        WorkloadReport {
+        Ok(WorkloadReport {
             algorithm: self.algorithm,
             n: self.n,
             m,
@@ -832,7 +839,7 @@ impl Workload {
             notes,
             cost: timings.run.cost,
             run: timings.run,
-        }
+        })
     }
 
     fn gemm(
@@ -874,7 +881,7 @@ impl Workload {
             last = Some((computed, expected));
         }
         let (computed, expected) = last.ok_or(LinalgError::ZeroSize { what: "repeat" })?;
-        self.save("C.npy", &computed.matrix, &mut timings.outputs)?;
+        self.save("C.npy", &computed.matrix, &mut timings.staged)?;
         if self.check {
             timings.residual = Some(match expected {
                 Some(reference) => {
@@ -887,7 +894,7 @@ impl Workload {
         }
         let tasks = computed.tasks;
         timings.run = computed.report;
-        Ok(self.report(runtime, m, k, gemm_flops(m, n, k), tasks, timings))
+        self.finish(runtime, m, k, gemm_flops(m, n, k), tasks, timings)
     }
 
     fn cholesky(
@@ -933,7 +940,7 @@ impl Workload {
             last = Some((computed, whole));
         }
         let (computed, reference_l) = last.ok_or(LinalgError::ZeroSize { what: "repeat" })?;
-        self.save("L.npy", &computed.matrix, &mut timings.outputs)?;
+        self.save("L.npy", &computed.matrix, &mut timings.staged)?;
         if self.check {
             match reference_l {
                 Some(reference_l) => {
@@ -957,7 +964,7 @@ impl Workload {
         }
         let tasks = computed.tasks;
         timings.run = computed.report;
-        Ok(self.report(runtime, n, n, cholesky_flops(n), tasks, timings))
+        self.finish(runtime, n, n, cholesky_flops(n), tasks, timings)
     }
 }
 
@@ -978,6 +985,7 @@ pub(crate) struct Timings {
     pub(crate) utilization: Vec<f64>,
     pub(crate) residual: Option<f64>,
     pub(crate) reference_residual: Option<f64>,
+    pub(crate) staged: Vec<Staged>,
     pub(crate) outputs: Vec<PathBuf>,
     pub(crate) run: RunReport,
 }

@@ -338,3 +338,45 @@ fn version_2_headers_are_read() {
         .to_array();
     assert_eq!(m, ndarray::arr2(&[[2.5, -1.0]]));
 }
+
+#[test]
+fn untrusted_sizes_and_non_files_are_errors_not_panics() {
+    let dir = Scratch::new("sizes");
+    let path = dir.path("huge.npy");
+    raw(
+        &path,
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (9223372036854775808, 9223372036854775808), }",
+        &[],
+    );
+    let error = NpyMatrix::open(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("more values than any file can hold"),
+        "{error}"
+    );
+    let error = NpyMatrix::open(&dir.0).unwrap_err().to_string();
+    assert!(error.contains("not a regular file"), "{error}");
+}
+
+#[test]
+fn staged_results_appear_only_when_committed_and_never_share_a_name() {
+    let dir = Scratch::new("staged");
+    let m = BlockMatrix::from_array(sample(5, 4).view(), 2, 2).unwrap();
+    let path = dir.path("m.npy");
+    let first = stage_matrix(&path, &m).unwrap();
+    let second = stage_matrix(&path, &m).unwrap();
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2);
+    assert_eq!(first.commit(Overwrite::Refuse).unwrap(), path);
+    // The second may not replace the first, and leaves nothing behind.
+    assert!(matches!(
+        second.commit(Overwrite::Refuse),
+        Err(LinalgError::Npy {
+            problem: NpyError::Exists,
+            ..
+        })
+    ));
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+    // Dropped uncommitted: removed.
+    drop(stage_vector(dir.path("v.npy"), &[1.0]).unwrap());
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+}
