@@ -116,6 +116,15 @@ fn symmetry_is_checked_within_a_tolerance_and_names_the_entry() {
         LinalgError::NotSymmetric { row, col, .. } => assert_eq!((row, col), (20, 3)),
         other => panic!("{other}"),
     }
+    // Tiles that are not square.
+    match BlockMatrix::from_array(a.view(), 6, 9)
+        .unwrap()
+        .check_symmetric("A", 1e-10)
+        .unwrap_err()
+    {
+        LinalgError::NotSymmetric { row, col, .. } => assert_eq!((row, col), (20, 3)),
+        other => panic!("{other}"),
+    }
     let rectangle = BlockMatrix::random(5, 4, 2, 2, 1).unwrap();
     assert!(rectangle.check_symmetric("A", 1e-10).is_err());
 }

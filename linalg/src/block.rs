@@ -221,6 +221,11 @@ impl BlockMatrix {
                 format!("{matrix} is {rows}×{cols}, not square"),
             ));
         }
+        // The mirror of a tile is a tile only in square tiles.
+        if self.layout.tile_rows() != self.layout.tile_cols() {
+            let tile = self.layout.tile_rows();
+            return self.retiled(tile, tile)?.check_symmetric(matrix, tolerance);
+        }
         let diagonal: Vec<f64> = (0..rows).map(|i| self.get(i, i).abs()).collect();
         let (grid_rows, _) = self.layout.grid();
         for i in 0..grid_rows {
