@@ -84,13 +84,21 @@ fn cgroup_room(proc_cgroup: &str, root: &Path) -> Option<u64> {
     for line in proc_cgroup.lines() {
         let mut fields = line.splitn(3, ':');
         let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        let (base, limit_file, usage_file) = if controllers.is_empty() {
-            (root.to_path_buf(), "memory.max", "memory.current")
+        // Limit, usage, and the page cache the kernel reclaims before it
+        // refuses memory (counted in the usage).
+        let (base, limit_file, usage_file, reclaimable) = if controllers.is_empty() {
+            (
+                root.to_path_buf(),
+                "memory.max",
+                "memory.current",
+                "inactive_file",
+            )
         } else if controllers.split(',').any(|c| c == "memory") {
             (
                 root.join("memory"),
                 "memory.limit_in_bytes",
                 "memory.usage_in_bytes",
+                "total_inactive_file",
             )
         } else {
             continue;
@@ -107,11 +115,22 @@ fn cgroup_room(proc_cgroup: &str, root: &Path) -> Option<u64> {
             let usage = read(usage_file)
                 .and_then(|t| t.trim().parse::<u64>().ok())
                 .unwrap_or(0);
-            let room = limit.saturating_sub(usage);
+            let cache = read("memory.stat")
+                .and_then(|t| stat_field(&t, reclaimable))
+                .unwrap_or(0);
+            let room = limit.saturating_sub(usage.saturating_sub(cache));
             tightest = Some(tightest.map_or(room, |t| t.min(room)));
         }
     }
     tightest
+}
+
+/// A `name value` line of a cgroup's `memory.stat`.
+fn stat_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
 }
 
 /// The group's directory and each of its parents up to `base`; a container
@@ -165,9 +184,15 @@ mod tests {
         std::fs::create_dir_all(&group).unwrap();
         std::fs::write(root.join("job/memory.max"), "1000000\n").unwrap();
         std::fs::write(root.join("job/memory.current"), "400000\n").unwrap();
+        // 100000 of the usage is page cache the kernel would reclaim.
+        std::fs::write(
+            root.join("job/memory.stat"),
+            "anon 300000\ninactive_file 100000\n",
+        )
+        .unwrap();
         std::fs::write(group.join("memory.max"), "max\n").unwrap();
         std::fs::write(group.join("memory.current"), "100\n").unwrap();
-        assert_eq!(cgroup_room("0::/job/step\n", &root), Some(600_000));
+        assert_eq!(cgroup_room("0::/job/step\n", &root), Some(700_000));
         // No limit anywhere.
         assert_eq!(cgroup_room("0::/other\n", &root), None);
         // Version 1: the memory controller's own hierarchy.
