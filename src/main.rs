@@ -177,6 +177,10 @@ struct RunArgs {
     /// Do not compute the residual of the result.
     #[arg(long)]
     no_check: bool,
+    /// Start even if the run's estimated peak memory exceeds the memory
+    /// available (the estimate is a model, and the kernel may kill the run).
+    #[arg(long)]
+    no_memory_check: bool,
     /// Tile size; a tile larger than the matrix makes one tile. TSQR, tall
     /// SVD and least squares: rows per tile (tiles span all columns).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
@@ -215,8 +219,9 @@ struct RunArgs {
     /// Solve: which system.
     #[arg(long, value_enum, default_value = "cholesky")]
     solve: SolveArg,
-    /// Solve: right-hand sides.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Solve: right-hand sides (not with --b, whose columns they are).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..),
+          conflicts_with = "b")]
     rhs: u64,
     /// Executor threads (default: one per core); the reference uses as many.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -467,6 +472,7 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
             _ => None,
         },
         check: !args.no_check,
+        memory_check: !args.no_memory_check,
     };
     // Shapes from the files, memory and output checks, before anything large.
     let prepared = workload.prepare()?;

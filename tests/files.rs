@@ -618,6 +618,10 @@ fn options_that_do_not_go_with_files_are_refused() {
             vec!["cholesky", "--a", &input, "--reference", "--no-reference"],
             "cannot be used with",
         ),
+        (
+            vec!["solve", "--a", &input, "--b", &input, "--rhs", "3"],
+            "cannot be used with",
+        ),
     ] {
         let mut all = vec!["run"];
         all.extend_from_slice(&args);
