@@ -5,7 +5,8 @@ Every ```sh block of the README carries a marker on the line before it:
 
     <!-- ci: main -->            the main command: run
     <!-- ci: run -->             run
-    <!-- ci: fails -->           run; it must end with exit code 1 and an `error:` message
+    <!-- ci: fails: TEXT -->     run; it must end with exit code 1 and an `error:`
+                                 message that contains TEXT
     <!-- ci: skip: REASON -->    not run, for the reason given
 
 A block without a marker is an error, so the README and CI cannot drift
@@ -29,7 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SCRATCH = ROOT / "target" / "readme"
 SHELLS = {"sh", "bash", "shell", "console"}
-MARKER = re.compile(r"^<!--\s*ci:\s*(main|run|fails|skip:\s*(?P<reason>.+?))\s*-->$")
+MARKER = re.compile(
+    r"^<!--\s*ci:\s*(?P<action>main|run|fails|skip)(:\s*(?P<text>.+?))?\s*-->$"
+)
+# An opening fence: its character run (``` or ~~~, or longer) and info string.
+FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 
 
 def blocks():
@@ -38,16 +43,22 @@ def blocks():
     found, errors = [], []
     i = 0
     while i < len(lines):
-        fence = re.match(r"^(\s*)```(\w*)\s*$", lines[i])
+        fence = FENCE.match(lines[i])
         if not fence:
             i += 1
             continue
-        start, language = i, fence.group(2)
+        start = i
+        info = fence.group("info").strip()
+        language = info.split()[0] if info else ""
+        # The block ends at a fence of the same character, at least as long.
+        close = re.compile(r"^\s*" + re.escape(fence.group("fence")[0]) + "{" + str(len(fence.group("fence"))) + r",}\s*$")
         i += 1
         body = []
-        while i < len(lines) and not lines[i].strip().startswith("```"):
+        while i < len(lines) and not close.match(lines[i]):
             body.append(lines[i])
             i += 1
+        if i == len(lines):
+            errors.append(f"README.md:{start + 1}: a code block that is never closed")
         i += 1
         if language not in SHELLS:
             continue
@@ -55,14 +66,15 @@ def blocks():
         while before >= 0 and not lines[before].strip():
             before -= 1
         marker = MARKER.match(lines[before].strip()) if before >= 0 else None
-        if not marker:
+        action = marker.group("action") if marker else None
+        text = marker.group("text") if marker else None
+        if not marker or (action in ("skip", "fails")) != bool(text):
             errors.append(
                 f"README.md:{start + 1}: a ```{language} block without a "
-                "<!-- ci: main|run|fails|skip: REASON --> marker on the line before it"
+                "<!-- ci: main|run|fails: TEXT|skip: REASON --> marker on the line before it"
             )
             continue
-        action = "skip" if marker.group(1).startswith("skip") else marker.group(1)
-        found.append((start + 1, action, marker.group("reason"), "\n".join(body)))
+        found.append((start + 1, action, text, "\n".join(body)))
     if sum(1 for b in found if b[1] == "main") != 1:
         errors.append("README.md: exactly one block must be marked <!-- ci: main -->")
     return found, errors
@@ -104,10 +116,11 @@ def main() -> int:
         seconds = time.monotonic() - start
         if expect_failure:
             sys.stderr.write(result.stderr)
-            if result.returncode != 1 or "error: " not in result.stderr:
+            if result.returncode != 1 or f"error: {reason}" not in result.stderr:
                 print(
                     f"error: the README block at line {line} should fail with exit code 1 "
-                    f"and an error message; it ended with {result.returncode}",
+                    f"and a message starting 'error: {reason}'; it ended with "
+                    f"{result.returncode}",
                     file=sys.stderr,
                 )
                 return 1
