@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use wukong_executor::InvokeError;
-use wukong_storage::RedisStore;
 
 use crate::remote::{Connection, Handled, Host, ObjectTarget, RemoteError};
 
@@ -33,7 +32,7 @@ type Pending = (Instant, tokio::task::JoinHandle<()>);
 
 /// Where a failed invocation is reported: the job's outcome queue.
 pub(crate) struct FailureReport {
-    pub(crate) redis: Arc<RedisStore>,
+    pub(crate) broker: Arc<dyn wukong_storage::Broker>,
     pub(crate) queue: String,
     pub(crate) message: fn(String) -> Vec<u8>,
 }
@@ -82,7 +81,7 @@ impl LambdaClient {
                 Err(e) => aws_sdk_lambda::error::DisplayErrorContext(e).to_string(),
             };
             let message = (failure.message)(format!("invoking {function}: {problem}"));
-            if failure.redis.push_message(&failure.queue, &message).await.is_err() {
+            if failure.broker.push_message(&failure.queue, &message).await.is_err() {
                 eprintln!("wukong: invoking {function} failed and the failure cannot be reported: {problem}");
             }
         });

@@ -37,7 +37,7 @@ use wukong_executor::{
 };
 use wukong_linalg::{BackendKind, Tile, TileOp};
 use wukong_storage::{
-    Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, QueueListener, RedisStore,
+    Broker, Coordinator, JobId, Listener, ObjectStore, ObjectStoreExt, PutMode, RedisStore,
     StorageError, Woken,
 };
 
@@ -320,11 +320,15 @@ fn setup(what: &'static str) -> impl Fn(String) -> RemoteError {
     move |detail| RemoteError::Setup { what, detail }
 }
 
+/// A worker host's listener, shared by the executors it runs.
+type SharedListener = Mutex<Box<dyn Listener>>;
+
 /// Shared state of a remote deployment: Redis, optionally S3 for objects,
 /// and the async runtime that drives them.
 #[derive(Clone)]
 pub struct Connection {
-    redis: Arc<RedisStore>,
+    broker: Arc<dyn Broker>,
+    endpoint: String,
     stores: Stores,
     runtime: tokio::runtime::Handle,
     _io: Option<Arc<tokio::runtime::Runtime>>,
@@ -335,7 +339,7 @@ pub struct Connection {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("redis", &self.redis.endpoint())
+            .field("broker", &self.endpoint)
             .finish()
     }
 }
@@ -431,7 +435,8 @@ impl Connection {
                 coordinator: Arc::clone(&redis) as Arc<dyn Coordinator>,
                 runtime: Some(runtime.clone()),
             },
-            redis,
+            endpoint: redis.endpoint().to_owned(),
+            broker: redis,
             runtime,
             _io: None,
             #[cfg(feature = "lambda")]
@@ -453,7 +458,7 @@ impl Connection {
 
     /// The Redis server, without credentials.
     pub fn endpoint(&self) -> &str {
-        self.redis.endpoint()
+        &self.endpoint
     }
 
     fn block<T>(
@@ -468,7 +473,7 @@ impl Connection {
             platform: "redis",
             detail: e.to_string(),
         })?;
-        self.block(self.redis.push_message(&done_queue(job), &message))
+        self.block(self.broker.push_message(&done_queue(job), &message))
             .map_err(|e| InvokeError {
                 platform: "redis",
                 detail: e.to_string(),
@@ -481,18 +486,17 @@ impl Connection {
             detail: e.to_string(),
         })?;
         match target {
-            Target::Queue { name } => {
-                self.block(self.redis.push_message(name, &payload))
-                    .map_err(|e| InvokeError {
-                        platform: "processes",
-                        detail: e.to_string(),
-                    })
-            }
+            Target::Queue { name } => self
+                .block(self.broker.push_message(name, &payload))
+                .map_err(|e| InvokeError {
+                    platform: "processes",
+                    detail: e.to_string(),
+                }),
             #[cfg(feature = "lambda")]
             Target::Lambda { function, .. } => match &self.lambda {
                 Some(client) => {
                     let failure = crate::lambda::FailureReport {
-                        redis: Arc::clone(&self.redis),
+                        broker: Arc::clone(&self.broker),
                         queue: format!("{}.done", invocation.job),
                         message: failed_invocation,
                     };
@@ -515,7 +519,9 @@ impl Connection {
         match target {
             Target::Queue { name } => {
                 let idle = idle_set(name);
-                let spare = self.redis.present_beyond_queued(&idle, IDLE_WAIT * 3, name);
+                let spare = self
+                    .broker
+                    .present_beyond_queued(&idle, IDLE_WAIT * 3, name);
                 self.block(spare).map_or(0, |spare| spare as usize)
             }
             Target::Lambda { concurrency, .. } => *concurrency as usize,
@@ -554,7 +560,7 @@ struct JobDispatcher<'a> {
 /// has nothing to run takes over starts of its job.
 struct Waiting<'a> {
     host: &'a Host,
-    listener: &'a Mutex<QueueListener>,
+    listener: &'a SharedListener,
     queue: &'a str,
     /// The worker's name in the queue's idle set.
     member: &'a str,
@@ -620,7 +626,7 @@ impl JobDispatcher<'_> {
             .collect();
         let read = self
             .connection
-            .block(self.connection.redis.read_mailboxes(&names, close))
+            .block(self.connection.broker.read_mailboxes(&names, close))
             .map_err(mail_error)?;
         let mut mail = Vec::new();
         for ((origin, name, _), messages) in boxes.iter().zip(read) {
@@ -680,7 +686,7 @@ impl JobDispatcher<'_> {
         if job != *self.job {
             let returned = self
                 .connection
-                .redis
+                .broker
                 .return_message(waiting.queue, &payload);
             if let Err(error) = self.connection.block(returned) {
                 eprintln!(
@@ -730,7 +736,7 @@ impl JobDispatcher<'_> {
         let mailbox = mailbox_name(&job, task.0);
         if let Err(error) = self
             .connection
-            .block(self.connection.redis.open_mailbox(&mailbox))
+            .block(self.connection.broker.open_mailbox(&mailbox))
         {
             drop(renewal);
             let coordinator = &self.connection.stores.coordinator;
@@ -788,7 +794,7 @@ impl Dispatcher for JobDispatcher<'_> {
             return Ok(false);
         };
         self.connection
-            .block(self.connection.redis.open_mailbox(&mailbox))
+            .block(self.connection.broker.open_mailbox(&mailbox))
             .map_err(mail_error)?;
         Ok(true)
     }
@@ -811,7 +817,7 @@ impl Dispatcher for JobDispatcher<'_> {
         let Some(waiting) = &self.waiting else {
             return Ok(Waited::End);
         };
-        let redis = &self.connection.redis;
+        let redis = &self.connection.broker;
         // A job that failed or finished elsewhere is deleted: stop waiting.
         {
             let mut checked = waiting.checked.lock().unwrap_or_else(|p| p.into_inner());
@@ -866,7 +872,7 @@ impl Dispatcher for JobDispatcher<'_> {
             return Ok(false);
         };
         self.connection
-            .block(self.connection.redis.deliver(
+            .block(self.connection.broker.deliver(
                 &mailbox_name(self.job, start),
                 task.0.to_string().as_bytes(),
             ))
@@ -1035,7 +1041,7 @@ impl Host {
     fn run(
         &self,
         payload: &[u8],
-        queue: Option<(&Mutex<QueueListener>, &str, &str)>,
+        queue: Option<(&SharedListener, &str, &str)>,
     ) -> Result<Handled, RemoteError> {
         let (invocation, job) = Invocation::parse(payload)?;
         let inline = invocation.inputs()?;
@@ -1060,7 +1066,7 @@ impl Host {
             .and_then(|taken| {
                 if taken {
                     let counter = started_counter(&job);
-                    let redis = &self.connection.redis;
+                    let redis = &self.connection.broker;
                     self.connection.block(redis.add_to_counter(&counter, 1))?;
                 }
                 Ok(taken)
@@ -1133,7 +1139,7 @@ impl Host {
                 if let Ok(bytes) = serde_json::to_vec(&message) {
                     let _ = self.connection.block(
                         self.connection
-                            .redis
+                            .broker
                             .push_message(&reports_queue(&job), &bytes),
                     );
                 }
@@ -1169,7 +1175,7 @@ impl Host {
     /// `stop` is set, one executor at a time. Marks itself idle while it
     /// waits, so that executors know how many more can start at once.
     pub fn serve_queue(&self, queue: &str, stop: &AtomicBool) -> Result<(), Error> {
-        let redis = &self.connection.redis;
+        let redis = &self.connection.broker;
         let listener = Mutex::new(self.connection.block(redis.listener())?);
         let idle = idle_set(queue);
         let me = format!("w{}.{}", self.worker, std::process::id());
@@ -1323,7 +1329,7 @@ pub(crate) fn run_job(
     }
     let job = JobId::unique("job")?;
     let result = drive(submission, inputs, &job);
-    let redis = &connection.redis;
+    let redis = &connection.broker;
     let _ = connection.block(async {
         connection.stores.objects.delete_job(&job).await?;
         connection.stores.coordinator.clear_job(&job).await?;
@@ -1399,7 +1405,7 @@ fn drive(
         }
     }
     let staged = engine.stage(dag, inputs, &connection.stores, job)?;
-    let mut listener = connection.block(connection.redis.listener())?;
+    let mut listener = connection.block(connection.broker.listener())?;
 
     let start = Instant::now();
     let start_unix_ms = unix_ms();
@@ -1454,7 +1460,7 @@ fn drive(
             }
         }
         let started =
-            connection.block(connection.redis.add_to_counter(&started_counter(job), 0))?;
+            connection.block(connection.broker.add_to_counter(&started_counter(job), 0))?;
         if started == 0 && start.elapsed() > remote.start_timeout {
             return Err(RemoteError::NoExecutors {
                 seconds: remote.start_timeout.as_secs(),
@@ -1509,7 +1515,7 @@ fn drive(
     }
     let wall = start.elapsed();
     let outputs = engine.collect(dag, &connection.stores, job)?;
-    let mut report = gather_reports(connection, job, &mut listener, start_unix_ms)?;
+    let mut report = gather_reports(connection, job, listener.as_mut(), start_unix_ms)?;
     report.scheduler = scheduler.name().into();
     report.wall = wall;
     (report.io.staged_objects, report.io.staged_bytes) = staged;
@@ -1522,10 +1528,10 @@ fn drive(
 fn gather_reports(
     connection: &Connection,
     job: &JobId,
-    listener: &mut wukong_storage::QueueListener,
+    listener: &mut dyn Listener,
     start_unix_ms: u64,
 ) -> Result<RunReport, Error> {
-    let started = connection.block(connection.redis.add_to_counter(&started_counter(job), 0))?;
+    let started = connection.block(connection.broker.add_to_counter(&started_counter(job), 0))?;
     let queue = reports_queue(job);
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut tasks: Vec<TaskRecord> = Vec::new();

@@ -4,7 +4,10 @@
 //!   conveniences): objects by [`ObjectKey`], every key inside one job's
 //!   namespace, with single-assignment puts ([`PutMode::Create`]).
 //! - [`Coordinator`]: idempotent fan-in arrivals (one flag per edge) and leases.
-//! - [`MemoryStore`] implements both in memory; [`codec`] stores tiles as
+//! - [`Broker`]: queues, counters, presence sets and mailboxes between a
+//!   job's driver and its executors, waited on through a [`Listener`].
+//! - [`MemoryStore`] implements all three in memory, [`RedisStore`] (feature
+//!   `redis`) in Redis; [`codec`] stores tiles as
 //!   `.npy` with a CRC-32 trailer. [`ObjectStore::put_value`] and
 //!   [`ObjectStore::get_object`] pass tiles as values, which the in-memory
 //!   store keeps as they are (no copy, nothing to corrupt) and the others
@@ -26,6 +29,7 @@
 //! assert!(matches!(store.get(1), Err(StorageError::NotFound { slot: 1 })));
 //! ```
 
+mod broker;
 pub mod codec;
 mod key;
 mod memory;
@@ -37,6 +41,7 @@ mod s3_store;
 mod slot;
 pub mod wrap;
 
+pub use broker::{Broker, Listener, Woken};
 pub use codec::{SharedValue, StoredValue};
 pub use key::{JobId, ObjectKey};
 pub use memory::MemoryStore;
@@ -45,7 +50,7 @@ pub use object::{
     ObjectStoreExt, PutMode,
 };
 #[cfg(feature = "redis")]
-pub use redis_store::{QueueListener, RedisStore, Woken};
+pub use redis_store::RedisStore;
 #[cfg(feature = "s3")]
 pub use s3_store::{S3Config, S3Credentials, S3Store};
 pub use slot::SlotStore;

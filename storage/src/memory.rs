@@ -12,7 +12,9 @@ use crate::{
     StorageError,
 };
 
-/// Objects, arrivals, claims and leases in this process's memory: the embedded mode's store.
+/// Objects, arrivals, claims, leases and messages in this process's memory:
+/// the embedded mode's store, and a broker for executors hosted in this
+/// process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     /// Per job, objects by name: lookups neither clone the job id nor
@@ -21,6 +23,8 @@ pub struct MemoryStore {
     arrivals: Mutex<HashMap<JobId, HashMap<u64, FanIn>>>,
     leases: Mutex<BTreeMap<(JobId, String), (String, Instant)>>,
     claims: Mutex<HashMap<JobId, HashMap<String, String>>>,
+    /// Queues, counters, presence sets and mailboxes (see [`Broker`](crate::Broker)).
+    pub(crate) board: Arc<crate::broker::Board>,
 }
 
 /// The arrived edges of one child, and the edge that completed it.

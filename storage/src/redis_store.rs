@@ -17,10 +17,11 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ErrorKind, RedisError, Script};
 
+use crate::broker::check_name;
 use crate::object::check_joins;
 use crate::{
-    Arrival, Coordinator, Edge, Hold, JobId, Join, Joined, Lease, ObjectKey, ObjectStore, PutMode,
-    StorageError,
+    Arrival, Broker, Coordinator, Edge, Hold, JobId, Join, Joined, Lease, Listener, ObjectKey,
+    ObjectStore, PutMode, StorageError, Woken,
 };
 
 /// Joins (see [`Coordinator::join_all`]) for the holder ARGV[1] in the claims
@@ -276,36 +277,7 @@ impl RedisStore {
     }
 }
 
-/// Queue and counter names: what job ids allow, plus `.` and `:`.
-fn check_name(name: &str) -> Result<(), StorageError> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StorageError::InvalidKey {
-            key: name.to_owned(),
-            reason: "queue and counter names are 1 to 200 ASCII letters, digits, '-', '_', '.' or ':'",
-        })
-    }
-}
-
-/// Messages and counters shared by drivers and workers: FIFO queues (Redis
-/// lists) and integer counters. A message is taken by exactly one listener.
 impl RedisStore {
-    /// Appends `message` to `queue`.
-    pub async fn push_message(&self, queue: &str, message: &[u8]) -> Result<(), StorageError> {
-        self.enqueue(queue, message, "RPUSH").await
-    }
-
-    /// Puts `message` back at the head of `queue`, to be taken next.
-    pub async fn return_message(&self, queue: &str, message: &[u8]) -> Result<(), StorageError> {
-        self.enqueue(queue, message, "LPUSH").await
-    }
-
     async fn enqueue(&self, queue: &str, message: &[u8], push: &str) -> Result<(), StorageError> {
         check_name(queue)?;
         let _: i64 = redis::cmd(push)
@@ -316,9 +288,22 @@ impl RedisStore {
             .map_err(|e| self.error(e))?;
         Ok(())
     }
+}
 
-    /// Messages waiting in `queue`.
-    pub async fn queued_messages(&self, queue: &str) -> Result<u64, StorageError> {
+/// Queues are Redis lists, counters integers, presence sets sorted sets
+/// scored by the server's clock, mailboxes a list with an open flag and a
+/// bell list of at most one entry.
+#[async_trait]
+impl Broker for RedisStore {
+    async fn push_message(&self, queue: &str, message: &[u8]) -> Result<(), StorageError> {
+        self.enqueue(queue, message, "RPUSH").await
+    }
+
+    async fn return_message(&self, queue: &str, message: &[u8]) -> Result<(), StorageError> {
+        self.enqueue(queue, message, "LPUSH").await
+    }
+
+    async fn queued_messages(&self, queue: &str) -> Result<u64, StorageError> {
         check_name(queue)?;
         self.connection
             .clone()
@@ -327,8 +312,7 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
-    /// Adds `delta` to the counter `name` (0 when new) and returns the result.
-    pub async fn add_to_counter(&self, name: &str, delta: i64) -> Result<i64, StorageError> {
+    async fn add_to_counter(&self, name: &str, delta: i64) -> Result<i64, StorageError> {
         check_name(name)?;
         self.connection
             .clone()
@@ -337,11 +321,7 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
-    /// Marks `member` of the presence set `set` as present now (by the Redis
-    /// server's clock), or removes it. A member that stops refreshing its
-    /// mark ages out of [`present_beyond_queued`](Self::present_beyond_queued) counts: a worker killed
-    /// while marked idle stops counting without any clean-up.
-    pub async fn mark_present(
+    async fn mark_present(
         &self,
         set: &str,
         member: &str,
@@ -364,10 +344,7 @@ impl RedisStore {
         result.map(|_| ()).map_err(|e| self.error(e))
     }
 
-    /// How many members of the presence set `set` marked within the last
-    /// `within` exceed the messages waiting in `queue`: listeners free to take
-    /// one more message. One round trip.
-    pub async fn present_beyond_queued(
+    async fn present_beyond_queued(
         &self,
         set: &str,
         within: Duration,
@@ -386,10 +363,7 @@ impl RedisStore {
         .map_err(|e| self.error(e))
     }
 
-    /// Opens the mailbox `name`: from now on [`deliver`](Self::deliver) appends to it.
-    /// A mailbox is an append-only list read from a cursor, so that whoever
-    /// takes over a lost reader can read everything from the start again.
-    pub async fn open_mailbox(&self, name: &str) -> Result<(), StorageError> {
+    async fn open_mailbox(&self, name: &str) -> Result<(), StorageError> {
         check_name(name)?;
         let _: () = self
             .connection
@@ -400,9 +374,7 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Appends `message` to the mailbox `name` if it is open, and rings its
-    /// bell (see [`QueueListener::wait`]); `false` if it is not open.
-    pub async fn deliver(&self, name: &str, message: &[u8]) -> Result<bool, StorageError> {
+    async fn deliver(&self, name: &str, message: &[u8]) -> Result<bool, StorageError> {
         check_name(name)?;
         let delivered: i64 = Script::new(
             "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\nredis.call('RPUSH', KEYS[2], ARGV[1])\nif redis.call('LLEN', KEYS[3]) == 0 then redis.call('RPUSH', KEYS[3], 1) end\nreturn 1",
@@ -417,20 +389,7 @@ impl RedisStore {
         Ok(delivered == 1)
     }
 
-    /// The messages of mailbox `name` from position `from` on; with `close`,
-    /// closes it first, in the same step, so that nothing delivered is missed.
-    pub async fn read_mailbox(
-        &self,
-        name: &str,
-        from: usize,
-        close: bool,
-    ) -> Result<Vec<Vec<u8>>, StorageError> {
-        let mut read = self.read_mailboxes(&[(name, from)], close).await?;
-        Ok(read.pop().unwrap_or_default())
-    }
-
-    /// [`read_mailbox`](Self::read_mailbox) of each `(name, from)`, in one round trip.
-    pub async fn read_mailboxes(
+    async fn read_mailboxes(
         &self,
         mailboxes: &[(&str, usize)],
         close: bool,
@@ -460,8 +419,7 @@ impl RedisStore {
         Ok(read)
     }
 
-    /// Removes every mailbox whose name starts with `prefix`.
-    pub async fn delete_mailboxes(&self, prefix: &str) -> Result<(), StorageError> {
+    async fn delete_mailboxes(&self, prefix: &str) -> Result<(), StorageError> {
         check_name(prefix)?;
         let escaped = glob_escape(prefix);
         let mut doomed = self.scan(&format!("wk:mo:{escaped}*")).await?;
@@ -479,12 +437,7 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Removes the queues and counters named, with whatever they hold.
-    pub async fn delete_queues(
-        &self,
-        queues: &[&str],
-        counters: &[&str],
-    ) -> Result<(), StorageError> {
+    async fn delete_queues(&self, queues: &[&str], counters: &[&str]) -> Result<(), StorageError> {
         let mut keys = Vec::new();
         for queue in queues {
             check_name(queue)?;
@@ -506,9 +459,7 @@ impl RedisStore {
         Ok(())
     }
 
-    /// A connection of its own for waiting on queues: a blocking pop would
-    /// hold up every other request on the shared connection.
-    pub async fn listener(&self) -> Result<QueueListener, StorageError> {
+    async fn listener(&self) -> Result<Box<dyn Listener>, StorageError> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(None);
@@ -517,15 +468,15 @@ impl RedisStore {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(QueueListener {
+        Ok(Box::new(QueueListener {
             connection,
             endpoint: self.endpoint.clone(),
-        })
+        }))
     }
 }
 
 /// Waits for messages on queues of a [`RedisStore`], on a connection of its own.
-pub struct QueueListener {
+struct QueueListener {
     connection: redis::aio::MultiplexedConnection,
     endpoint: String,
 }
@@ -538,10 +489,9 @@ impl std::fmt::Debug for QueueListener {
     }
 }
 
-impl QueueListener {
-    /// Waits up to `timeout` (whole milliseconds, at least one) for a message
-    /// in `queue`, which it takes, or a delivery to one of `mailboxes`.
-    pub async fn wait(
+#[async_trait]
+impl Listener for QueueListener {
+    async fn wait(
         &mut self,
         queue: &str,
         mailboxes: &[String],
@@ -567,10 +517,7 @@ impl QueueListener {
         })
     }
 
-    /// Takes the first message of the first non-empty queue of `queues`,
-    /// waiting up to `timeout` (whole milliseconds, at least one) for one to
-    /// arrive; `None` if none did. Returns the queue's name and the message.
-    pub async fn pop(
+    async fn pop(
         &mut self,
         queues: &[&str],
         timeout: Duration,
@@ -600,17 +547,6 @@ impl QueueListener {
 /// that its reader can block on it.
 fn bell(name: &str) -> String {
     format!("wk:mb:{name}:bell")
-}
-
-/// What [`QueueListener::wait`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Woken {
-    /// A message taken from the queue.
-    Message(Vec<u8>),
-    /// Something was delivered to one of the mailboxes.
-    Mail,
-    /// Neither came within the time allowed.
-    Timeout,
 }
 
 fn redis_error(endpoint: &str, error: RedisError) -> StorageError {

@@ -66,3 +66,18 @@ async fn a_kept_value_is_shared_and_metered_as_its_bytes() {
     assert!(store.get_object(&missing).await.is_err());
     assert_eq!((store.report().gets, store.report().errors), (2, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_deliver_each_message_once_in_order_and_wake_waiters() {
+    conformance::queues(&MemoryStore::new(), "queues").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_presence_marks_that_age_out() {
+    conformance::counters_and_presence(&MemoryStore::new(), "presence").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailboxes_accept_while_open_and_ring_their_bells() {
+    conformance::mailboxes(&MemoryStore::new(), "mailboxes").await;
+}

@@ -36,14 +36,14 @@ macro_rules! object_store_tests {
 pub(crate) use object_store_tests;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ndarray::Array2;
 use wukong_storage::codec::{decode_tile, encode_tile};
 use wukong_storage::{
-    Arrival, Coordinator, Edge, Hold, JobId, Join, Joined, ObjectStore, ObjectStoreExt, PutMode,
-    StorageError,
+    Arrival, Broker, Coordinator, Edge, Hold, JobId, Join, Joined, ObjectStore, ObjectStoreExt,
+    PutMode, StorageError, Woken,
 };
 
 pub async fn objects(store: &dyn ObjectStore, job: &JobId) {
@@ -552,4 +552,201 @@ pub async fn clearing_a_job_forgets_its_arrivals_and_leases_only(
     );
     coordinator.clear_job(job).await.unwrap();
     coordinator.clear_job(other).await.unwrap();
+}
+
+/// Queues of a [`Broker`]: FIFO, each message taken once across listeners,
+/// a waiting listener woken by a push, a returned message taken first.
+/// Names start with `prefix`, which no other test uses.
+pub async fn queues(store: &dyn Broker, prefix: &str) {
+    let queue = format!("{prefix}.q");
+    let mut listener = store.listener().await.unwrap();
+    // Nothing queued: the pop waits for its timeout, then answers None.
+    let started = Instant::now();
+    let popped = listener.pop(&[&queue], Duration::from_millis(300)).await;
+    assert_eq!(popped.unwrap(), None);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // A message pushed while a listener waits wakes it at once.
+    let mut waiting = store.listener().await.unwrap();
+    let name = queue.clone();
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let got = waiting.pop(&[&name], Duration::from_secs(20)).await;
+        (got.unwrap(), started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for message in [b"one".as_slice(), b"two", b"three"] {
+        store.push_message(&queue, message).await.unwrap();
+    }
+    let (got, waited) = waiter.await.unwrap();
+    assert_eq!(got, Some((queue.clone(), b"one".to_vec())));
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(store.queued_messages(&queue).await.unwrap(), 2);
+    // The others come out in order, each once, across listeners; the first
+    // non-empty queue of several is taken from.
+    let empty = format!("{prefix}.empty");
+    let popped = listener
+        .pop(&[&empty, &queue], Duration::from_secs(1))
+        .await;
+    assert_eq!(popped.unwrap(), Some((queue.clone(), b"two".to_vec())));
+    let mut other = store.listener().await.unwrap();
+    let popped = other.pop(&[&queue], Duration::from_secs(1)).await;
+    assert_eq!(popped.unwrap().unwrap().1, b"three");
+    assert_eq!(store.queued_messages(&queue).await.unwrap(), 0);
+
+    // A message put back is taken before those already waiting, by `wait`
+    // as by `pop`.
+    store.push_message(&queue, b"waiting").await.unwrap();
+    store.return_message(&queue, b"returned").await.unwrap();
+    let wait = Duration::from_millis(50);
+    for expected in [b"returned".as_slice(), b"waiting"] {
+        let woken = listener.wait(&queue, &[], wait).await.unwrap();
+        assert_eq!(woken, Woken::Message(expected.to_vec()));
+    }
+    assert_eq!(
+        listener.wait(&queue, &[], wait).await.unwrap(),
+        Woken::Timeout
+    );
+
+    // Deleting a queue drops what it held.
+    store.push_message(&queue, b"left").await.unwrap();
+    store.delete_queues(&[&queue], &[]).await.unwrap();
+    assert_eq!(store.queued_messages(&queue).await.unwrap(), 0);
+
+    // Names are checked before anything is sent.
+    for bad in ["no spaces", "", &"x".repeat(201)] {
+        assert!(matches!(
+            store.push_message(bad, b"x").await,
+            Err(StorageError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            listener.pop(&[bad], wait).await,
+            Err(StorageError::InvalidKey { .. })
+        ));
+    }
+}
+
+/// Counters of a [`Broker`], and presence marks that age out.
+pub async fn counters_and_presence(store: &dyn Broker, prefix: &str) {
+    let counter = format!("{prefix}.n");
+    assert_eq!(store.add_to_counter(&counter, 0).await.unwrap(), 0);
+    assert_eq!(store.add_to_counter(&counter, 2).await.unwrap(), 2);
+    assert_eq!(store.add_to_counter(&counter, -1).await.unwrap(), 1);
+    store.delete_queues(&[], &[&counter]).await.unwrap();
+    assert_eq!(store.add_to_counter(&counter, 0).await.unwrap(), 0);
+
+    let (set, queue) = (format!("{prefix}.idle"), format!("{prefix}.q"));
+    let within = Duration::from_secs(5);
+    let spare = || store.present_beyond_queued(&set, within, &queue);
+    assert_eq!(spare().await.unwrap(), 0);
+    store.mark_present(&set, "a", true).await.unwrap();
+    store.mark_present(&set, "b", true).await.unwrap();
+    store.mark_present(&set, "b", true).await.unwrap();
+    assert_eq!(spare().await.unwrap(), 2);
+    // A waiting message takes one of them; more messages than members: none.
+    store.push_message(&queue, b"waiting").await.unwrap();
+    assert_eq!(spare().await.unwrap(), 1);
+    store.mark_present(&set, "b", false).await.unwrap();
+    assert_eq!(spare().await.unwrap(), 0);
+    let mut listener = store.listener().await.unwrap();
+    let popped = listener.pop(&[&queue], Duration::from_secs(1)).await;
+    assert!(popped.unwrap().is_some());
+    assert_eq!(spare().await.unwrap(), 1);
+    // A member that stops refreshing its mark ages out.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let recent = store.present_beyond_queued(&set, Duration::from_millis(100), &queue);
+    assert_eq!(recent.await.unwrap(), 0);
+}
+
+/// Mailboxes of a [`Broker`]: deliveries only while open, read again from
+/// any cursor, closed and read in one step, bells that wake a listener.
+pub async fn mailboxes(store: &dyn Broker, prefix: &str) {
+    let mailbox = format!("{prefix}.mb.1");
+    assert!(!store.deliver(&mailbox, b"early").await.unwrap());
+    store.open_mailbox(&mailbox).await.unwrap();
+    assert!(store.deliver(&mailbox, b"a").await.unwrap());
+    assert!(store.deliver(&mailbox, b"b").await.unwrap());
+    let read = store.read_mailbox(&mailbox, 0, false).await.unwrap();
+    assert_eq!(read, vec![b"a".to_vec(), b"b".to_vec()]);
+    assert!(store.deliver(&mailbox, b"c").await.unwrap());
+    let read = store.read_mailbox(&mailbox, 2, true).await.unwrap();
+    assert_eq!(read, vec![b"c".to_vec()]);
+    assert!(!store.deliver(&mailbox, b"late").await.unwrap());
+    assert_eq!(
+        store.read_mailbox(&mailbox, 0, false).await.unwrap().len(),
+        3
+    );
+    assert!(
+        store
+            .read_mailbox(&mailbox, 7, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A listener waiting on a queue and mailboxes wakes for a delivery (the
+    // three above rang the bell once), and then times out.
+    let queue = format!("{prefix}.q");
+    let other = format!("{prefix}.mb.2");
+    let boxes = [mailbox.clone(), other.clone()];
+    let wait = Duration::from_millis(50);
+    let mut listener = store.listener().await.unwrap();
+    assert_eq!(
+        listener.wait(&queue, &boxes, wait).await.unwrap(),
+        Woken::Mail
+    );
+    assert_eq!(
+        listener.wait(&queue, &boxes, wait).await.unwrap(),
+        Woken::Timeout
+    );
+    // A delivery while a listener waits wakes it at once.
+    store.open_mailbox(&other).await.unwrap();
+    let waiter = {
+        let mut listener = store.listener().await.unwrap();
+        let (queue, boxes) = (queue.clone(), boxes.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let woken = listener.wait(&queue, &boxes, Duration::from_secs(10)).await;
+            (woken.unwrap(), started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.deliver(&other, b"d").await.unwrap());
+    let (woken, waited) = waiter.await.unwrap();
+    assert_eq!(woken, Woken::Mail);
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // Several mailboxes read in one step, each from its own cursor.
+    let read = store
+        .read_mailboxes(&[(&mailbox, 1), (&other, 0)], false)
+        .await;
+    assert_eq!(
+        read.unwrap(),
+        vec![vec![b"b".to_vec(), b"c".to_vec()], vec![b"d".to_vec()]]
+    );
+    // A queued message is taken by `wait` before a rung bell is heard.
+    store.push_message(&queue, b"start").await.unwrap();
+    assert!(store.deliver(&other, b"e").await.unwrap());
+    let woken = listener.wait(&queue, &boxes, wait).await.unwrap();
+    assert_eq!(woken, Woken::Message(b"start".to_vec()));
+    assert_eq!(
+        listener.wait(&queue, &boxes, wait).await.unwrap(),
+        Woken::Mail
+    );
+    // Deleting by prefix removes the mailboxes with it, and only them.
+    let kept = format!("{prefix}.kept");
+    store.open_mailbox(&kept).await.unwrap();
+    assert!(store.deliver(&kept, b"k").await.unwrap());
+    store
+        .delete_mailboxes(&format!("{prefix}.mb."))
+        .await
+        .unwrap();
+    for name in [&mailbox, &other] {
+        assert!(store.read_mailbox(name, 0, false).await.unwrap().is_empty());
+        assert!(!store.deliver(name, b"gone").await.unwrap());
+    }
+    assert_eq!(store.read_mailbox(&kept, 0, false).await.unwrap().len(), 1);
+    assert!(matches!(
+        store.open_mailbox("bad name").await,
+        Err(StorageError::InvalidKey { .. })
+    ));
 }
