@@ -32,21 +32,19 @@
 
 mod alloc;
 mod decompose;
-#[cfg(feature = "lambda")]
-pub mod lambda;
 pub mod memory;
 mod process;
-#[cfg(feature = "redis")]
-pub mod remote;
 mod runtime;
 pub mod workload;
 
 pub use alloc::LargePages;
 pub use decompose::{QrFactors, Solved, SvdFactors, TiledQr};
 pub use process::prepare_process;
-pub use runtime::{Computed, Error, Runtime};
+pub use runtime::{Computed, Error, Runtime, TileKernels, TileRegistry};
 pub use wukong_dag as dag;
 pub use wukong_executor as executor;
+/// Executors in worker processes and Lambda functions.
+pub use wukong_executor::remote;
 pub use wukong_executor::{RunReport, Scheduler};
 pub use wukong_linalg as linalg;
 pub use wukong_linalg::{

@@ -330,8 +330,9 @@ fn worker(args: &WorkerArgs) -> Result<(), wukong::Error> {
         args.queue,
         connection.endpoint()
     );
-    let host = Host::new(connection, index);
-    host.serve_queue(&args.queue, &std::sync::atomic::AtomicBool::new(false))
+    let host = Host::new(wukong::TileRegistry, connection, index);
+    host.serve_queue(&args.queue, &std::sync::atomic::AtomicBool::new(false))?;
+    Ok(())
 }
 
 #[cfg(not(feature = "redis"))]

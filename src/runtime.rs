@@ -5,6 +5,7 @@ use wukong_dag::{Dag, DataId};
 use wukong_executor::{
     Engine, EngineConfig, ExecError, Kernels, RunOptions, RunReport, Scheduler, Stores,
 };
+use wukong_executor::remote::{Connection, KernelRegistry, RemoteConfig, RemoteError};
 use wukong_linalg::{
     BackendKind, BlockMatrix, LinalgError, Tile, TileBackend, TileMap, TileOp, cholesky_plan,
     gemm_plan,
@@ -25,9 +26,8 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// Executors in other processes or functions (process and Lambda modes).
-    #[cfg(feature = "redis")]
     #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
+    Remote(RemoteError),
     /// Options that do not go together, or that the input contradicts.
     #[error("{detail}")]
     Usage {
@@ -78,19 +78,50 @@ impl From<ExecError<LinalgError>> for Error {
         match error {
             // The kernel's own error already names the tile and the value.
             ExecError::Task { source, .. } => Error::Linalg(source),
+            ExecError::Remote(error) => Error::from(error),
             other => Error::Exec(other),
         }
     }
 }
 
+impl From<RemoteError> for Error {
+    fn from(error: RemoteError) -> Self {
+        match error {
+            RemoteError::Store(error) => Error::Storage(error),
+            other => Error::Remote(other),
+        }
+    }
+}
+
 /// Connects the math of `wukong-linalg` to the executor.
-pub(crate) struct TileKernels(pub(crate) &'static dyn TileBackend);
+#[derive(Clone, Copy)]
+pub struct TileKernels(&'static dyn TileBackend);
 
 impl Kernels<TileOp> for TileKernels {
     type Value = Tile;
     type Error = LinalgError;
     fn execute(&self, op: &TileOp, inputs: Vec<Arc<Tile>>) -> Result<Vec<Tile>, LinalgError> {
         op.execute(self.0, inputs)
+    }
+}
+
+/// The tile kernels of every backend, by name, for worker processes and
+/// Lambda functions ([`Host`](crate::remote::Host)): a job's spec names the
+/// backend its driver chose.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TileRegistry;
+
+impl KernelRegistry for TileRegistry {
+    type Op = TileOp;
+    type Value = Tile;
+    type Kernels = TileKernels;
+
+    fn kernels(
+        &self,
+        backend: &str,
+    ) -> Result<TileKernels, Box<dyn std::error::Error + Send + Sync>> {
+        let backend: BackendKind = backend.parse()?;
+        Ok(TileKernels(backend.kernels()?))
     }
 }
 
@@ -115,10 +146,9 @@ pub struct Runtime {
     kernels: &'static dyn TileBackend,
     stores: Stores,
     store_name: String,
-    /// Drives network stores; shared by clones.
-    _io: Option<Arc<tokio::runtime::Runtime>>,
-    #[cfg(feature = "redis")]
-    remote: Option<(crate::remote::Connection, crate::remote::RemoteConfig)>,
+    /// Drives network stores (Redis); shared by clones.
+    _connection: Option<Connection>,
+    remote: Option<(Connection, RemoteConfig)>,
     lambda_memory_mb: u32,
 }
 
@@ -150,8 +180,7 @@ impl Runtime {
             kernels: &wukong_linalg::kernels::FaerBackend,
             stores: Stores::memory(),
             store_name: "memory".into(),
-            _io: None,
-            #[cfg(feature = "redis")]
+            _connection: None,
             remote: None,
             lambda_memory_mb: 2048,
         }
@@ -182,15 +211,10 @@ impl Runtime {
     /// clear error if the server cannot be reached.
     #[cfg(feature = "redis")]
     pub fn with_redis(mut self, url: &str) -> Result<Self, Error> {
-        let io = io_runtime()?;
-        let store = Arc::new(io.block_on(wukong_storage::RedisStore::connect(url))?);
-        self.store_name = store.endpoint().to_owned();
-        self.stores = Stores {
-            objects: Arc::clone(&store) as Arc<dyn wukong_storage::ObjectStore>,
-            coordinator: store,
-            runtime: Some(io.handle().clone()),
-        };
-        self._io = Some(Arc::new(io));
+        let connection = Connection::open(url, &crate::remote::ObjectTarget::default())?;
+        self.store_name = connection.endpoint().to_owned();
+        self.stores = connection.stores().clone();
+        self._connection = Some(connection);
         Ok(self)
     }
 
@@ -204,12 +228,7 @@ impl Runtime {
     /// Runs executors in worker processes or Lambda functions reached
     /// through `connection` (see [`remote`](crate::remote)) instead of threads
     /// of this process.
-    #[cfg(feature = "redis")]
-    pub fn with_remote(
-        mut self,
-        connection: crate::remote::Connection,
-        config: crate::remote::RemoteConfig,
-    ) -> Self {
+    pub fn with_remote(mut self, connection: Connection, config: RemoteConfig) -> Self {
         self.store_name = connection.endpoint().to_owned();
         self.remote = Some((connection, config));
         self
@@ -345,10 +364,7 @@ impl Runtime {
 
     /// Whether graphs run on worker processes or Lambda functions.
     pub(crate) fn is_remote(&self) -> bool {
-        #[cfg(feature = "redis")]
-        return self.remote.is_some();
-        #[cfg(not(feature = "redis"))]
-        false
+        self.remote.is_some()
     }
 
     /// Runs a graph on this runtime's executors and returns its outputs and
@@ -359,22 +375,19 @@ impl Runtime {
         inputs: Vec<(DataId, Arc<Tile>)>,
         options: &RunOptions<'_>,
     ) -> Result<(HashMap<DataId, Arc<Tile>>, RunReport), Error> {
-        #[cfg(feature = "redis")]
         let outcome = match &self.remote {
             Some((connection, remote)) => crate::remote::run_job(
                 &crate::remote::Submission {
                     connection,
                     remote,
                     scheduler: self.config.scheduler,
-                    backend: self.backend,
+                    backend: self.backend.name(),
                     dag,
                 },
                 inputs,
             )?,
             None => self.run_here(dag, inputs, options)?,
         };
-        #[cfg(not(feature = "redis"))]
-        let outcome = self.run_here(dag, inputs, options)?;
         let mut report = outcome.report;
         if report.scheduler != Scheduler::Shared.name() {
             report.cost = Some(report.estimate_cost(self.lambda_memory_mb));
@@ -398,20 +411,6 @@ impl Runtime {
     }
 }
 
-/// Pairs each tile that a plan reads with its data item.
-/// The async runtime behind network stores: one thread, named `wukong-io`.
-#[cfg(feature = "redis")]
-pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, StorageError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("wukong-io")
-        .enable_all()
-        .build()
-        .map_err(|e| StorageError::InvalidConfig {
-            what: "async runtime for the stores",
-            detail: e.to_string(),
-        })
-}
 
 pub(crate) fn tiles_of(map: &TileMap, matrix: &BlockMatrix) -> Vec<(DataId, Arc<Tile>)> {
     map.items

@@ -312,7 +312,7 @@ fn no_worker_is_a_clear_error_not_a_hang() {
 #[test]
 fn hosts_reject_bad_payloads_and_unknown_jobs() {
     let connection = Connection::open(&redis_url(), &ObjectTarget::default()).unwrap();
-    let host = Host::new(connection, 9);
+    let host = Host::new(wukong::TileRegistry, connection, 9);
     let rejected = |payload: &[u8]| match host.handle(payload) {
         Err(error) => error.to_string(),
         Ok(handled) => panic!(
@@ -380,7 +380,7 @@ mod lambda {
         let connection = Connection::open(&redis_url(), &ObjectTarget::default()).unwrap();
         let client = connection
             .runtime()
-            .block_on(wukong::lambda::LambdaClient::connect(
+            .block_on(wukong::executor::lambda::LambdaClient::connect(
                 Some("us-east-1".into()),
                 Some(endpoint.to_owned()),
             ));

@@ -90,6 +90,10 @@ pub enum ExecError<E: std::error::Error + 'static> {
         /// Tasks in the graph.
         tasks: usize,
     },
+    /// Executors in other processes or functions failed, or could not be
+    /// reached (process and Lambda modes).
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     /// The coordinator named a claim holder that is no executor of this run.
     #[error("the claim on task {child} names {holder:?}, which is not an executor of this run")]
     BadClaim {

@@ -46,7 +46,10 @@ mod engine;
 mod error;
 mod gantt;
 mod invoke;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 mod local;
+pub mod remote;
 mod report;
 
 pub use cost::{CostEstimate, PRICES, Prices};

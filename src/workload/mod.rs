@@ -1029,7 +1029,7 @@ fn with_remote(
         Mode::Lambda => {
             let client = connection
                 .runtime()
-                .block_on(crate::lambda::LambdaClient::connect(
+                .block_on(wukong_executor::lambda::LambdaClient::connect(
                     remote.region.clone(),
                     remote.lambda_endpoint.clone(),
                 ));

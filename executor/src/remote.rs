@@ -1,7 +1,13 @@
 //! Executors in other processes: worker processes that take invocations from
-//! a Redis queue, and AWS Lambda functions (feature `lambda`). Both share
-//! Redis (arrivals, leases, messages, and objects unless S3 is given) and run
-//! the same executor loop as local mode ([`Engine::run_executor`]).
+//! a queue, and AWS Lambda functions (feature `lambda`). Both share a
+//! [`Broker`] (queues and mailboxes), a [`Coordinator`] (arrivals, claims,
+//! leases) and an [`ObjectStore`]: Redis for all three (feature `redis`,
+//! objects in S3 with feature `s3`), or one [`MemoryStore`] for worker hosts
+//! on threads of one process. They run the same executor loop as local mode.
+//!
+//! The protocol knows no linear algebra: a job's spec names its kernels'
+//! backend, and each [`Host`] finds the kernels through its
+//! [`KernelRegistry`].
 //!
 //! A job goes like this:
 //! 1. the driver stores the job's spec (the graph, backend, scheduler, lease
@@ -28,21 +34,37 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use wukong_dag::{Dag, DataId, TaskId};
-use wukong_executor::{
-    Delivery, Dispatcher, Engine, EngineConfig, ExecutorRecord, ExecutorReport, ExecutorSlot,
-    InvokeError, IoReport, RunOutcome, RunReport, Scheduler, Stores, TaskRecord, Waited,
-    WorkerCache,
-};
-use wukong_linalg::{BackendKind, Tile, TileOp};
+use wukong_dag::{Dag, DataId, Operation, TaskId};
 use wukong_storage::{
-    Broker, Coordinator, JobId, Listener, ObjectStore, ObjectStoreExt, PutMode, RedisStore,
-    StorageError, Woken,
+    Broker, Coordinator, JobId, Listener, MemoryStore, ObjectStore, ObjectStoreExt, PutMode,
+    StorageError, StoredValue, Woken,
 };
 
-use crate::Error;
-use crate::runtime::TileKernels;
+use crate::{
+    Delivery, Dispatcher, Engine, EngineConfig, ExecError, ExecutorRecord, ExecutorReport,
+    ExecutorSlot, InvokeError, IoReport, Kernels, RunOutcome, RunReport, Scheduler, Stores,
+    TaskRecord, Waited, WorkerCache,
+};
+
+/// Where a [`Host`] finds the kernels of a job: the operation type its
+/// graphs are made of, and the kernels for each backend name a job's spec
+/// may give.
+pub trait KernelRegistry: Send + Sync + 'static {
+    /// The graphs' operation.
+    type Op: Operation + Send + Sync + Serialize + DeserializeOwned;
+    /// The values on the graphs' edges.
+    type Value: StoredValue;
+    /// The kernels of one backend.
+    type Kernels: Kernels<Self::Op, Value = Self::Value> + Send;
+
+    /// The kernels of the backend named `backend`.
+    fn kernels(
+        &self,
+        backend: &str,
+    ) -> Result<Self::Kernels, Box<dyn std::error::Error + Send + Sync>>;
+}
 
 /// Largest invocation payload sent or accepted. An invocation names a job,
 /// a task and an attempt: a few hundred bytes; anything near this size is
@@ -108,6 +130,9 @@ pub enum RemoteError {
         /// Why.
         detail: String,
     },
+    /// The broker, coordinator or object store failed.
+    #[error(transparent)]
+    Store(#[from] StorageError),
 }
 
 /// One invocation: start an executor of `job` at `task`. `attempt` counts
@@ -302,6 +327,7 @@ fn unix_ms() -> u64 {
 }
 
 /// The CA named by `WUKONG_REDIS_CA`, for `rediss://` URLs.
+#[cfg(feature = "redis")]
 fn ca_from_env(redis_url: &str) -> Result<Option<Vec<u8>>, StorageError> {
     match std::env::var_os("WUKONG_REDIS_CA") {
         Some(path) if !path.is_empty() && redis_url.starts_with("rediss://") => {
@@ -323,7 +349,8 @@ fn setup(what: &'static str) -> impl Fn(String) -> RemoteError {
 /// A worker host's listener, shared by the executors it runs.
 type SharedListener = Mutex<Box<dyn Listener>>;
 
-/// Shared state of a remote deployment: Redis, optionally S3 for objects,
+/// Shared state of a remote deployment: the broker, the coordinator and the
+/// object store (Redis, optionally S3 for objects; or one in-memory store),
 /// and the async runtime that drives them.
 #[derive(Clone)]
 pub struct Connection {
@@ -334,6 +361,16 @@ pub struct Connection {
     _io: Option<Arc<tokio::runtime::Runtime>>,
     #[cfg(feature = "lambda")]
     lambda: Option<crate::lambda::LambdaClient>,
+}
+
+/// The async runtime behind network stores: one thread, named `wukong-io`.
+pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, RemoteError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("wukong-io")
+        .enable_all()
+        .build()
+        .map_err(|e| setup("starting the I/O runtime")(e.to_string()))
 }
 
 impl std::fmt::Debug for Connection {
@@ -354,59 +391,85 @@ pub struct ObjectTarget {
 }
 
 impl Connection {
+    /// One in-memory store as broker, coordinator and object store, on a
+    /// private async runtime: clones share it, so worker hosts on threads of
+    /// this process and a driver can run jobs with no server.
+    pub fn in_memory() -> Result<Self, RemoteError> {
+        let io = io_runtime()?;
+        let store = Arc::new(MemoryStore::new());
+        Ok(Self {
+            stores: Stores {
+                objects: Arc::clone(&store) as Arc<dyn ObjectStore>,
+                coordinator: Arc::clone(&store) as Arc<dyn Coordinator>,
+                runtime: Some(io.handle().clone()),
+            },
+            endpoint: "memory".into(),
+            broker: store,
+            runtime: io.handle().clone(),
+            _io: Some(Arc::new(io)),
+            #[cfg(feature = "lambda")]
+            lambda: None,
+        })
+    }
+
+    #[cfg(feature = "redis")]
     /// Connects to Redis at `redis_url` and, if `objects` names a bucket, S3,
     /// on a private async runtime. A `rediss://` server whose certificate is
     /// signed by a private CA is trusted when `WUKONG_REDIS_CA` names that
     /// CA's PEM file.
-    pub fn open(redis_url: &str, objects: &ObjectTarget) -> Result<Self, Error> {
+    pub fn open(redis_url: &str, objects: &ObjectTarget) -> Result<Self, RemoteError> {
         let pem = ca_from_env(redis_url)?;
         Self::open_private(redis_url, pem.as_deref(), objects)
     }
 
+    #[cfg(feature = "redis")]
     /// Like [`open`](Self::open), trusting the PEM-encoded CA `root_certificate`
     /// for a `rediss://` server.
     pub fn open_with_root_certificate(
         redis_url: &str,
         root_certificate: &[u8],
         objects: &ObjectTarget,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, RemoteError> {
         Self::open_private(redis_url, Some(root_certificate), objects)
     }
 
+    #[cfg(feature = "redis")]
     fn open_private(
         redis_url: &str,
         root_certificate: Option<&[u8]>,
         objects: &ObjectTarget,
-    ) -> Result<Self, Error> {
-        let io = crate::runtime::io_runtime()?;
+    ) -> Result<Self, RemoteError> {
+        let io = io_runtime()?;
         let mut connection =
             Self::connect(io.handle().clone(), redis_url, root_certificate, objects)?;
         connection._io = Some(Arc::new(io));
         Ok(connection)
     }
 
+    #[cfg(feature = "redis")]
     /// Like [`open`](Self::open) on an existing multi-threaded runtime; call
     /// it outside that runtime's threads (or from `spawn_blocking`).
     pub fn open_on(
         runtime: tokio::runtime::Handle,
         redis_url: &str,
         objects: &ObjectTarget,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, RemoteError> {
         let pem = ca_from_env(redis_url)?;
         Self::connect(runtime, redis_url, pem.as_deref(), objects)
     }
 
+    #[cfg(feature = "redis")]
     fn connect(
         runtime: tokio::runtime::Handle,
         redis_url: &str,
         root_certificate: Option<&[u8]>,
         objects: &ObjectTarget,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, RemoteError> {
         let redis = match root_certificate {
             Some(pem) => {
-                runtime.block_on(RedisStore::connect_with_root_certificate(redis_url, pem))?
+                runtime.block_on(wukong_storage::RedisStore::connect_with_root_certificate(redis_url, pem))?
             }
-            None => runtime.block_on(RedisStore::connect(redis_url))?,
+            None => runtime.block_on(wukong_storage::RedisStore::connect(redis_url))?,
         };
         let redis = Arc::new(redis);
         let object_store: Arc<dyn ObjectStore> = match &objects.s3_bucket {
@@ -451,6 +514,11 @@ impl Connection {
         self
     }
 
+    /// The object store and coordinator executors share.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
     /// The async runtime the stores run on.
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime
@@ -466,6 +534,47 @@ impl Connection {
         future: impl std::future::Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
         self.runtime.block_on(future)
+    }
+
+    /// The lease holder name of an executor running an attempt.
+    fn holder(worker: u32, attempt: u32, executor: u32) -> String {
+        format!("a{attempt}.w{worker}.e{executor}")
+    }
+
+    /// Takes the claim of an invocation and the lease of its start for
+    /// `holder`; `false` if another executor has either (a duplicate).
+    fn take_start(
+        &self,
+        job: &JobId,
+        task: TaskId,
+        attempt: u32,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StorageError> {
+        let coordinator = &self.stores.coordinator;
+        let start_claim = format!("start/{}/{attempt}", task.0);
+        if self
+            .block(coordinator.claim(job, &start_claim, holder))?
+            != holder
+        {
+            return Ok(false);
+        }
+        if !self
+            .block(coordinator.acquire(job, &lease_name(task), holder, ttl))?
+        {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Tells the driver that the executor of `job` at `task` failed.
+    fn fail(&self, job: &JobId, task: TaskId, message: String) -> Handled {
+        let outcome = Outcome::Failed {
+            task: task.0,
+            message: message.clone(),
+        };
+        let _ = self.push_outcome(job, &outcome);
+        Handled::Failed { message }
     }
 
     fn push_outcome(&self, job: &JobId, outcome: &Outcome) -> Result<(), InvokeError> {
@@ -559,7 +668,8 @@ struct JobDispatcher<'a> {
 /// A worker process's queue, from which an executor that holds claims and
 /// has nothing to run takes over starts of its job.
 struct Waiting<'a> {
-    host: &'a Host,
+    /// The worker's number, for lease holder names.
+    worker: u32,
     listener: &'a SharedListener,
     queue: &'a str,
     /// The worker's name in the queue's idle set.
@@ -715,17 +825,17 @@ impl JobDispatcher<'_> {
         {
             return Waited::Nothing;
         }
-        let holder = waiting.host.holder(invocation.attempt, waiting.executor);
+        let holder = Connection::holder(waiting.worker, invocation.attempt, waiting.executor);
         let lease = lease_name(task);
         // Once the start's claim is taken, only this executor will run it:
         // if it cannot, the job fails with the reason rather than wait for it.
         let failed = |error: StorageError| {
             let message = format!("an executor could not take over task {task}: {error}");
-            waiting.host.fail(&job, task, message);
+            self.connection.fail(&job, task, message);
             Waited::End
         };
-        match waiting
-            .host
+        match self
+            .connection
             .take_start(&job, task, invocation.attempt, &holder, waiting.lease)
         {
             Ok(true) => {}
@@ -767,7 +877,7 @@ impl Dispatcher for JobDispatcher<'_> {
         &self,
         task: TaskId,
         _priority: f64,
-        inputs: wukong_executor::InlineInputs,
+        inputs: crate::InlineInputs,
     ) -> Result<(), InvokeError> {
         let mut invocation = Invocation::new(self.job, task, 0).with_inputs(&inputs);
         // Inline inputs are a shortcut; if they make the payload too large,
@@ -881,10 +991,10 @@ impl Dispatcher for JobDispatcher<'_> {
 }
 
 /// A job as a worker holds it: decoded once, kept while warm.
-struct LoadedJob {
+struct LoadedJob<R: KernelRegistry> {
     spec: JobSpec,
-    dag: Dag<TileOp>,
-    kernels: TileKernels,
+    dag: Dag<R::Op>,
+    kernels: R::Kernels,
     engine: Engine,
 }
 
@@ -908,15 +1018,16 @@ pub enum Handled {
 
 /// Hosts executors in a worker process or a Lambda container: one at a time,
 /// with a tile cache and decoded jobs kept between invocations.
-pub struct Host {
+pub struct Host<R: KernelRegistry> {
+    registry: R,
     connection: Connection,
     worker: u32,
-    jobs: Mutex<Vec<(JobId, Arc<LoadedJob>)>>,
-    cache: Mutex<WorkerCache<Tile>>,
+    jobs: Mutex<Vec<(JobId, Arc<LoadedJob<R>>)>>,
+    cache: Mutex<WorkerCache<R::Value>>,
     executors: AtomicU32,
 }
 
-impl std::fmt::Debug for Host {
+impl<R: KernelRegistry> std::fmt::Debug for Host<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
             .field("connection", &self.connection)
@@ -933,11 +1044,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(2);
 /// Jobs a warm worker keeps decoded.
 const WARM_JOBS: usize = 4;
 
-impl Host {
-    /// A host numbered `worker` (for reports) on `connection`.
-    pub fn new(connection: Connection, worker: u32) -> Self {
+impl<R: KernelRegistry> Host<R> {
+    /// A host numbered `worker` (for reports) on `connection`, with the
+    /// kernels of `registry`.
+    pub fn new(registry: R, connection: Connection, worker: u32) -> Self {
         let nonce = (unix_ms() as u32).wrapping_mul(2_654_435_761) ^ std::process::id();
         Self {
+            registry,
             connection,
             worker,
             jobs: Mutex::new(Vec::new()),
@@ -946,7 +1059,7 @@ impl Host {
         }
     }
 
-    fn job(&self, job: &JobId) -> Result<Arc<LoadedJob>, RemoteError> {
+    fn job(&self, job: &JobId) -> Result<Arc<LoadedJob<R>>, RemoteError> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, loaded)) = jobs.iter().find(|(id, _)| id == job) {
             return Ok(Arc::clone(loaded));
@@ -968,10 +1081,12 @@ impl Host {
                 spec.format
             )));
         }
-        let dag = Dag::<TileOp>::from_bytes(&spec.dag).map_err(|e| unknown(e.to_string()))?;
-        let backend: BackendKind = spec.backend.parse().map_err(unknown)?;
+        let dag = Dag::<R::Op>::from_bytes(&spec.dag).map_err(|e| unknown(e.to_string()))?;
         let scheduler: Scheduler = spec.scheduler.parse().map_err(unknown)?;
-        let kernels = TileKernels(backend.kernels().map_err(|e| unknown(e.to_string()))?);
+        let kernels = self
+            .registry
+            .kernels(&spec.backend)
+            .map_err(|e| unknown(e.to_string()))?;
         let mut config = EngineConfig::new(1);
         config.scheduler = scheduler;
         config.cache_bytes = spec.cache_bytes;
@@ -1002,39 +1117,6 @@ impl Host {
         self.run(payload, None)
     }
 
-    /// The lease holder name of an executor running an attempt.
-    fn holder(&self, attempt: u32, executor: u32) -> String {
-        format!("a{attempt}.w{}.e{executor}", self.worker)
-    }
-
-    /// Takes the claim of an invocation and the lease of its start for
-    /// `holder`; `false` if another executor has either (a duplicate).
-    fn take_start(
-        &self,
-        job: &JobId,
-        task: TaskId,
-        attempt: u32,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StorageError> {
-        let coordinator = &self.connection.stores.coordinator;
-        let start_claim = format!("start/{}/{attempt}", task.0);
-        if self
-            .connection
-            .block(coordinator.claim(job, &start_claim, holder))?
-            != holder
-        {
-            return Ok(false);
-        }
-        if !self
-            .connection
-            .block(coordinator.acquire(job, &lease_name(task), holder, ttl))?
-        {
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
     /// [`handle`](Self::handle); with `queue`, an executor that holds claims
     /// and has nothing to run takes over starts of its job from the queue
     /// instead of ending.
@@ -1056,12 +1138,13 @@ impl Host {
             });
         }
         let executor = self.executors.fetch_add(1, Ordering::Relaxed);
-        let holder = self.holder(invocation.attempt, executor);
+        let holder = Connection::holder(self.worker, invocation.attempt, executor);
         let lease = lease_name(task);
         let ttl = Duration::from_millis(loaded.spec.lease_ms);
         // Executors are counted (their reports are awaited); starts taken
         // over by a running one are not.
         let counted = self
+            .connection
             .take_start(&job, task, invocation.attempt, &holder, ttl)
             .and_then(|taken| {
                 if taken {
@@ -1074,7 +1157,7 @@ impl Host {
         match counted {
             Ok(true) => {}
             Ok(false) => return Ok(Handled::Duplicate),
-            Err(e) => return Ok(self.fail(&job, task, e.to_string())),
+            Err(e) => return Ok(self.connection.fail(&job, task, e.to_string())),
         }
         let started_unix_ms = unix_ms();
         let dispatcher = JobDispatcher {
@@ -1085,7 +1168,7 @@ impl Host {
             start: Some(task),
             read: AtomicU32::new(0),
             waiting: queue.map(|(listener, queue, member)| Waiting {
-                host: self,
+                worker: self.worker,
                 listener,
                 queue,
                 member,
@@ -1145,8 +1228,8 @@ impl Host {
                 }
                 Handled::Ran { tasks }
             }
-            (Err(e), _) => self.fail(&job, task, crate::Error::from(e).to_string()),
-            (Ok(_), Err(e)) => self.fail(&job, task, e.to_string()),
+            (Err(e), _) => self.connection.fail(&job, task, e.to_string()),
+            (Ok(_), Err(e)) => self.connection.fail(&job, task, e.to_string()),
         };
         Ok(handled)
     }
@@ -1162,19 +1245,10 @@ impl Host {
         }
     }
 
-    fn fail(&self, job: &JobId, task: TaskId, message: String) -> Handled {
-        let outcome = Outcome::Failed {
-            task: task.0,
-            message: message.clone(),
-        };
-        let _ = self.connection.push_outcome(job, &outcome);
-        Handled::Failed { message }
-    }
-
     /// A worker process's loop: takes invocations from `queue` until
     /// `stop` is set, one executor at a time. Marks itself idle while it
     /// waits, so that executors know how many more can start at once.
-    pub fn serve_queue(&self, queue: &str, stop: &AtomicBool) -> Result<(), Error> {
+    pub fn serve_queue(&self, queue: &str, stop: &AtomicBool) -> Result<(), RemoteError> {
         let redis = &self.connection.broker;
         let listener = Mutex::new(self.connection.block(redis.listener())?);
         let idle = idle_set(queue);
@@ -1311,10 +1385,15 @@ impl RemoteConfig {
 /// expired), reads the outputs and gathers the executors' reports. The job's
 /// objects, arrivals, leases and queues are removed afterwards, also when it
 /// fails.
-pub(crate) fn run_job(
-    submission: &Submission<'_>,
-    inputs: Vec<(DataId, Arc<Tile>)>,
-) -> Result<RunOutcome<Tile>, Error> {
+pub fn run_job<Op, V, E>(
+    submission: &Submission<'_, Op>,
+    inputs: Vec<(DataId, Arc<V>)>,
+) -> Result<RunOutcome<V>, ExecError<E>>
+where
+    Op: Operation + Serialize,
+    V: StoredValue,
+    E: std::error::Error + 'static,
+{
     let Submission {
         connection,
         scheduler,
@@ -1327,7 +1406,7 @@ pub(crate) fn run_job(
         }
         .into());
     }
-    let job = JobId::unique("job")?;
+    let job = JobId::unique("job").map_err(RemoteError::from)?;
     let result = drive(submission, inputs, &job);
     let redis = &connection.broker;
     let _ = connection.block(async {
@@ -1345,20 +1424,38 @@ pub(crate) fn run_job(
 }
 
 /// A graph to run remotely, and how.
-#[derive(Clone, Copy)]
-pub(crate) struct Submission<'a> {
-    pub(crate) connection: &'a Connection,
-    pub(crate) remote: &'a RemoteConfig,
-    pub(crate) scheduler: Scheduler,
-    pub(crate) backend: BackendKind,
-    pub(crate) dag: &'a Dag<TileOp>,
+#[derive(Debug)]
+pub struct Submission<'a, Op> {
+    /// Where the job's executors and data live.
+    pub connection: &'a Connection,
+    /// How executors start, and the job's settings.
+    pub remote: &'a RemoteConfig,
+    /// How its executors schedule (Wukong or numpywren-style).
+    pub scheduler: Scheduler,
+    /// The name under which the hosts' [`KernelRegistry`] knows the kernels.
+    pub backend: &'a str,
+    /// The graph.
+    pub dag: &'a Dag<Op>,
 }
 
-fn drive(
-    submission: &Submission<'_>,
-    inputs: Vec<(DataId, Arc<Tile>)>,
+impl<Op> Clone for Submission<'_, Op> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<Op> Copy for Submission<'_, Op> {}
+
+fn drive<Op, V, E>(
+    submission: &Submission<'_, Op>,
+    inputs: Vec<(DataId, Arc<V>)>,
     job: &JobId,
-) -> Result<RunOutcome<Tile>, Error> {
+) -> Result<RunOutcome<V>, ExecError<E>>
+where
+    Op: Operation + Serialize,
+    V: StoredValue,
+    E: std::error::Error + 'static,
+{
     let Submission {
         connection,
         remote,
@@ -1373,7 +1470,7 @@ fn drive(
     let engine = Engine::new(config);
     let spec = JobSpec {
         format: FORMAT,
-        backend: backend.name().into(),
+        backend: backend.into(),
         scheduler: scheduler.name().into(),
         cache_bytes: remote.cache_bytes,
         hold_min_bytes: remote.hold_min_bytes,
@@ -1387,25 +1484,30 @@ fn drive(
     };
     let spec_bytes =
         postcard::to_stdvec(&spec).map_err(|e| setup("encoding the job spec")(e.to_string()))?;
-    let spec_key = job.key("spec")?;
+    let spec_key = job.key("spec").map_err(RemoteError::from)?;
     connection.block(connection.stores.objects.put(
         &spec_key,
         spec_bytes.into(),
         PutMode::Create,
-    ))?;
+    ))
+    .map_err(RemoteError::from)?;
     // Small inputs also travel with the invocations of the sources that read them.
     let mut small: HashMap<DataId, Vec<u8>> = HashMap::new();
     for (data, tile) in &inputs {
-        if wukong_storage::StoredValue::encoded_len(&**tile) <= remote.inline_bytes {
-            let key = wukong_executor::data_key(job, *data)?;
+        if StoredValue::encoded_len(&**tile) <= remote.inline_bytes {
+            let key = crate::data_key(job, *data).map_err(RemoteError::from)?;
             small.insert(
                 *data,
-                wukong_storage::StoredValue::encode(&**tile, &key)?.to_vec(),
+                StoredValue::encode(&**tile, &key)
+                    .map_err(RemoteError::from)?
+                    .to_vec(),
             );
         }
     }
     let staged = engine.stage(dag, inputs, &connection.stores, job)?;
-    let mut listener = connection.block(connection.broker.listener())?;
+    let mut listener = connection
+        .block(connection.broker.listener())
+        .map_err(RemoteError::from)?;
 
     let start = Instant::now();
     let start_unix_ms = unix_ms();
@@ -1431,7 +1533,7 @@ fn drive(
         }
         dispatcher
             .invoke_with_inputs(task, 0.0, inline)
-            .map_err(|source| wukong_executor::ExecError::Invoke { task, source })?;
+            .map_err(|source| ExecError::Invoke { task, source })?;
         invocations += 1;
     }
     if dag.num_tasks() == 0 {
@@ -1444,7 +1546,9 @@ fn drive(
     let mut retried: HashMap<u32, (u32, Instant)> = HashMap::new();
     let done_queue = done_queue(job);
     loop {
-        let popped = connection.block(listener.pop(&[&done_queue], poll))?;
+        let popped = connection
+            .block(listener.pop(&[&done_queue], poll))
+            .map_err(RemoteError::from)?;
         if let Some((_, message)) = popped {
             match serde_json::from_slice::<Outcome>(&message) {
                 Ok(Outcome::Done) => break,
@@ -1460,7 +1564,9 @@ fn drive(
             }
         }
         let started =
-            connection.block(connection.broker.add_to_counter(&started_counter(job), 0))?;
+            connection
+            .block(connection.broker.add_to_counter(&started_counter(job), 0))
+            .map_err(RemoteError::from)?;
         if started == 0 && start.elapsed() > remote.start_timeout {
             return Err(RemoteError::NoExecutors {
                 seconds: remote.start_timeout.as_secs(),
@@ -1474,7 +1580,8 @@ fn drive(
             }
             .into());
         }
-        for lease in connection.block(connection.stores.coordinator.expired(job))? {
+        let expired = connection.block(connection.stores.coordinator.expired(job));
+        for lease in expired.map_err(RemoteError::from)? {
             let Some(task) = lease
                 .name
                 .strip_prefix("x/")
@@ -1505,7 +1612,7 @@ fn drive(
             );
             connection
                 .invoke(&remote.target, &Invocation::new(job, TaskId(task), next))
-                .map_err(|source| wukong_executor::ExecError::Invoke {
+                .map_err(|source| ExecError::Invoke {
                     task: TaskId(task),
                     source,
                 })?;
@@ -1530,7 +1637,7 @@ fn gather_reports(
     job: &JobId,
     listener: &mut dyn Listener,
     start_unix_ms: u64,
-) -> Result<RunReport, Error> {
+) -> Result<RunReport, RemoteError> {
     let started = connection.block(connection.broker.add_to_counter(&started_counter(job), 0))?;
     let queue = reports_queue(job);
     let deadline = Instant::now() + Duration::from_secs(2);

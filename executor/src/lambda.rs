@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
-use wukong_executor::InvokeError;
-
-use crate::remote::{Connection, Handled, Host, ObjectTarget, RemoteError};
+use crate::InvokeError;
+use crate::remote::{Connection, Handled, Host, KernelRegistry, ObjectTarget, RemoteError};
 
 /// Invokes functions with asynchronous (`Event`) invocations.
 #[derive(Clone, Debug)]
@@ -113,8 +112,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The function side: builds the host from the environment, once per container.
-pub async fn host_from_env() -> Result<Arc<Host>, crate::Error> {
+/// The function side: builds a host with the kernels of `registry` from the
+/// environment, once per container.
+pub async fn host_from_env<R: KernelRegistry>(registry: R) -> Result<Arc<Host<R>>, RemoteError> {
     let redis_url = env("WUKONG_REDIS_URL").ok_or_else(|| RemoteError::Setup {
         what: "WUKONG_REDIS_URL",
         detail: "not set: the function needs the Redis URL in its environment".into(),
@@ -133,17 +133,21 @@ pub async fn host_from_env() -> Result<Arc<Host>, crate::Error> {
                 detail: e.to_string(),
             })??;
     let worker = std::process::id();
-    Ok(Arc::new(Host::new(connection.with_lambda(client), worker)))
+    Ok(Arc::new(Host::new(
+        registry,
+        connection.with_lambda(client),
+        worker,
+    )))
 }
 
 /// The function side: runs one event. A payload that is not a valid
 /// invocation of a known job is an error (nothing ran); anything else,
 /// including an executor's failure (already reported to the driver), answers
 /// with what happened, so that the platform does not retry it.
-pub async fn handle_event(
-    host: Arc<Host>,
+pub async fn handle_event<R: KernelRegistry>(
+    host: Arc<Host<R>>,
     payload: serde_json::Value,
-) -> Result<serde_json::Value, crate::Error> {
+) -> Result<serde_json::Value, RemoteError> {
     let bytes = serde_json::to_vec(&payload).map_err(|e| RemoteError::Payload {
         reason: e.to_string(),
     })?;
@@ -158,4 +162,21 @@ pub async fn handle_event(
         Handled::Duplicate => serde_json::json!({ "duplicate": true }),
         Handled::Failed { message } => serde_json::json!({ "failed": message }),
     })
+}
+
+/// The function's main loop: builds the host with the kernels of `registry`
+/// from the environment and runs each event the Lambda runtime hands over.
+pub async fn serve<R: KernelRegistry>(registry: R) -> Result<(), lambda_runtime::Error> {
+    let host = host_from_env(registry).await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let host = Arc::clone(&host);
+            async move {
+                handle_event(host, event.payload)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
+            }
+        },
+    ))
+    .await
 }
