@@ -2,10 +2,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use wukong_dag::{Dag, DataId};
+use wukong_executor::remote::{Connection, KernelRegistry, RemoteConfig, RemoteError};
 use wukong_executor::{
     Engine, EngineConfig, ExecError, Kernels, RunOptions, RunReport, Scheduler, Stores,
 };
-use wukong_executor::remote::{Connection, KernelRegistry, RemoteConfig, RemoteError};
 use wukong_linalg::{
     BackendKind, BlockMatrix, LinalgError, Tile, TileBackend, TileMap, TileOp, cholesky_plan,
     gemm_plan,
@@ -114,6 +114,7 @@ pub struct TileRegistry;
 impl KernelRegistry for TileRegistry {
     type Op = TileOp;
     type Value = Tile;
+    type Error = LinalgError;
     type Kernels = TileKernels;
 
     fn kernels(
@@ -410,7 +411,6 @@ impl Runtime {
         )?)
     }
 }
-
 
 pub(crate) fn tiles_of(map: &TileMap, matrix: &BlockMatrix) -> Vec<(DataId, Arc<Tile>)> {
     map.items

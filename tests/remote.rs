@@ -280,11 +280,22 @@ fn a_failing_executor_fails_the_job_with_the_kernel_error() {
     let mut a = BlockMatrix::random_spd(128, 64, 1).unwrap().to_array();
     a[[100, 100]] = -1.0;
     let a = BlockMatrix::from_array(a.view(), 64, 64).unwrap();
-    match rt.cholesky(&a) {
-        Err(Error::Remote(RemoteError::Executor { message, .. })) => {
-            assert!(message.contains("not positive definite"), "{message}");
+    // The same typed error as on local threads, with the same tile and pivot.
+    let local = Runtime::new().cholesky(&a).unwrap_err();
+    match (rt.cholesky(&a), &local) {
+        (
+            Err(Error::Linalg(LinalgError::NotPositiveDefinite { tile, pivot, row })),
+            Error::Linalg(LinalgError::NotPositiveDefinite {
+                tile: t,
+                pivot: p,
+                row: r,
+            }),
+        ) => {
+            assert_eq!((tile, pivot, row), (*t, *p, *r));
+            assert_eq!(row, 100);
+            assert!(local.to_string().contains("not positive definite"));
         }
-        other => panic!("expected the executor's error, got {other:?}"),
+        (other, _) => panic!("expected the kernel's error as locally ({local}), got {other:?}"),
     }
     // Bad input is still caught before anything is sent.
     let mut nan = a.to_array();
@@ -378,12 +389,13 @@ mod lambda {
 
     fn lambda_runtime(endpoint: &str, change: impl FnOnce(&mut RemoteConfig)) -> Runtime {
         let connection = Connection::open(&redis_url(), &ObjectTarget::default()).unwrap();
-        let client = connection
-            .runtime()
-            .block_on(wukong::executor::lambda::LambdaClient::connect(
-                Some("us-east-1".into()),
-                Some(endpoint.to_owned()),
-            ));
+        let client =
+            connection
+                .runtime()
+                .block_on(wukong::executor::lambda::LambdaClient::connect(
+                    Some("us-east-1".into()),
+                    Some(endpoint.to_owned()),
+                ));
         let mut config = RemoteConfig::lambda("wukong-lambda", 3);
         config.lease = Duration::from_secs(2);
         config.start_timeout = Duration::from_secs(60);

@@ -13,10 +13,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::InvocationType;
 use crate::InvokeError;
 use crate::remote::{Connection, Handled, Host, KernelRegistry, ObjectTarget, RemoteError};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
 
 /// Invokes functions with asynchronous (`Event`) invocations.
 #[derive(Clone, Debug)]

@@ -56,8 +56,10 @@ pub trait KernelRegistry: Send + Sync + 'static {
     type Op: Operation + Send + Sync + Serialize + DeserializeOwned;
     /// The values on the graphs' edges.
     type Value: StoredValue;
+    /// The kernels' error, sent to the driver when a kernel fails.
+    type Error: std::error::Error + Send + Sync + Serialize + DeserializeOwned + 'static;
     /// The kernels of one backend.
-    type Kernels: Kernels<Self::Op, Value = Self::Value> + Send;
+    type Kernels: Kernels<Self::Op, Value = Self::Value, Error = Self::Error> + Send;
 
     /// The kernels of the backend named `backend`.
     fn kernels(
@@ -286,8 +288,140 @@ struct JobSpec {
 #[serde(rename_all = "lowercase")]
 enum Outcome {
     Done,
-    Failed { task: u32, message: String },
-    Unsent { message: String },
+    Failed {
+        task: u32,
+        message: String,
+        #[serde(default)]
+        failure: Failure,
+    },
+    Unsent {
+        message: String,
+    },
+}
+
+/// How an executor failed, as far as the driver can rebuild the error: the
+/// same [`ExecError`] as in local mode, with the kernel's own error value.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Failure {
+    Kernel {
+        task: u32,
+        label: String,
+        error: serde_json::Value,
+    },
+    Panicked {
+        task: u32,
+        label: String,
+        message: String,
+    },
+    WrongOutputCount {
+        task: u32,
+        label: String,
+        expected: usize,
+        got: usize,
+    },
+    NoSuchTask {
+        task: u32,
+        tasks: usize,
+    },
+    /// Anything else (a store that failed, an invocation refused): the
+    /// message is all the driver gets.
+    #[default]
+    Untyped,
+}
+
+impl Failure {
+    fn of<E: std::error::Error + Serialize>(error: &ExecError<E>) -> Self {
+        match error {
+            ExecError::Task {
+                task,
+                label,
+                source,
+            } => match serde_json::to_value(source) {
+                Ok(error) => Failure::Kernel {
+                    task: task.0,
+                    label: label.clone(),
+                    error,
+                },
+                Err(_) => Failure::Untyped,
+            },
+            ExecError::Panicked {
+                task,
+                label,
+                message,
+            } => Failure::Panicked {
+                task: task.0,
+                label: label.clone(),
+                message: message.clone(),
+            },
+            ExecError::WrongOutputCount {
+                task,
+                label,
+                expected,
+                got,
+            } => Failure::WrongOutputCount {
+                task: task.0,
+                label: label.clone(),
+                expected: *expected,
+                got: *got,
+            },
+            ExecError::NoSuchTask { task, tasks } => Failure::NoSuchTask {
+                task: task.0,
+                tasks: *tasks,
+            },
+            _ => Failure::Untyped,
+        }
+    }
+
+    /// The error the driver returns for the executor at `start` that failed
+    /// with `message`.
+    fn rebuild<E: std::error::Error + DeserializeOwned>(
+        self,
+        start: u32,
+        message: String,
+    ) -> ExecError<E> {
+        let untyped = |message| {
+            ExecError::from(RemoteError::Executor {
+                task: start,
+                message,
+            })
+        };
+        match self {
+            Failure::Kernel { task, label, error } => match serde_json::from_value(error) {
+                Ok(source) => ExecError::Task {
+                    task: TaskId(task),
+                    label,
+                    source,
+                },
+                Err(_) => untyped(message),
+            },
+            Failure::Panicked {
+                task,
+                label,
+                message,
+            } => ExecError::Panicked {
+                task: TaskId(task),
+                label,
+                message,
+            },
+            Failure::WrongOutputCount {
+                task,
+                label,
+                expected,
+                got,
+            } => ExecError::WrongOutputCount {
+                task: TaskId(task),
+                label,
+                expected,
+                got,
+            },
+            Failure::NoSuchTask { task, tasks } => ExecError::NoSuchTask {
+                task: TaskId(task),
+                tasks,
+            },
+            Failure::Untyped => untyped(message),
+        }
+    }
 }
 
 /// A message on a job's `reports` queue.
@@ -395,18 +529,36 @@ impl Connection {
     /// private async runtime: clones share it, so worker hosts on threads of
     /// this process and a driver can run jobs with no server.
     pub fn in_memory() -> Result<Self, RemoteError> {
-        let io = io_runtime()?;
         let store = Arc::new(MemoryStore::new());
+        let stores = Stores {
+            objects: Arc::clone(&store) as Arc<dyn ObjectStore>,
+            coordinator: Arc::clone(&store) as Arc<dyn Coordinator>,
+            runtime: None,
+        };
+        Self::new(store, stores, "memory")
+    }
+
+    /// A connection over `broker` and `stores`, named `name` in reports. The
+    /// runtime of `stores` drives both; without one, a private runtime does.
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        mut stores: Stores,
+        name: impl Into<String>,
+    ) -> Result<Self, RemoteError> {
+        let (runtime, io) = match &stores.runtime {
+            Some(runtime) => (runtime.clone(), None),
+            None => {
+                let io = io_runtime()?;
+                (io.handle().clone(), Some(Arc::new(io)))
+            }
+        };
+        stores.runtime = Some(runtime.clone());
         Ok(Self {
-            stores: Stores {
-                objects: Arc::clone(&store) as Arc<dyn ObjectStore>,
-                coordinator: Arc::clone(&store) as Arc<dyn Coordinator>,
-                runtime: Some(io.handle().clone()),
-            },
-            endpoint: "memory".into(),
-            broker: store,
-            runtime: io.handle().clone(),
-            _io: Some(Arc::new(io)),
+            stores,
+            endpoint: name.into(),
+            broker,
+            runtime,
+            _io: io,
             #[cfg(feature = "lambda")]
             lambda: None,
         })
@@ -466,9 +618,9 @@ impl Connection {
         objects: &ObjectTarget,
     ) -> Result<Self, RemoteError> {
         let redis = match root_certificate {
-            Some(pem) => {
-                runtime.block_on(wukong_storage::RedisStore::connect_with_root_certificate(redis_url, pem))?
-            }
+            Some(pem) => runtime.block_on(
+                wukong_storage::RedisStore::connect_with_root_certificate(redis_url, pem),
+            )?,
             None => runtime.block_on(wukong_storage::RedisStore::connect(redis_url))?,
         };
         let redis = Arc::new(redis);
@@ -553,27 +705,27 @@ impl Connection {
     ) -> Result<bool, StorageError> {
         let coordinator = &self.stores.coordinator;
         let start_claim = format!("start/{}/{attempt}", task.0);
-        if self
-            .block(coordinator.claim(job, &start_claim, holder))?
-            != holder
-        {
+        if self.block(coordinator.claim(job, &start_claim, holder))? != holder {
             return Ok(false);
         }
-        if !self
-            .block(coordinator.acquire(job, &lease_name(task), holder, ttl))?
-        {
+        if !self.block(coordinator.acquire(job, &lease_name(task), holder, ttl))? {
             return Ok(false);
         }
         Ok(true)
     }
 
     /// Tells the driver that the executor of `job` at `task` failed.
-    fn fail(&self, job: &JobId, task: TaskId, message: String) -> Handled {
+    fn fail(&self, job: &JobId, task: TaskId, message: String, failure: Failure) -> Handled {
         let outcome = Outcome::Failed {
             task: task.0,
             message: message.clone(),
+            failure,
         };
-        let _ = self.push_outcome(job, &outcome);
+        if let Err(error) = self.push_outcome(job, &outcome) {
+            eprintln!(
+                "wukong: the failure of the executor at task {task} of job {job} cannot be reported ({error}); the driver will time out: {message}"
+            );
+        }
         Handled::Failed { message }
     }
 
@@ -831,7 +983,7 @@ impl JobDispatcher<'_> {
         // if it cannot, the job fails with the reason rather than wait for it.
         let failed = |error: StorageError| {
             let message = format!("an executor could not take over task {task}: {error}");
-            self.connection.fail(&job, task, message);
+            self.connection.fail(&job, task, message, Failure::Untyped);
             Waited::End
         };
         match self
@@ -1157,7 +1309,11 @@ impl<R: KernelRegistry> Host<R> {
         match counted {
             Ok(true) => {}
             Ok(false) => return Ok(Handled::Duplicate),
-            Err(e) => return Ok(self.connection.fail(&job, task, e.to_string())),
+            Err(e) => {
+                return Ok(self
+                    .connection
+                    .fail(&job, task, e.to_string(), Failure::Untyped));
+            }
         }
         let started_unix_ms = unix_ms();
         let dispatcher = JobDispatcher {
@@ -1228,8 +1384,12 @@ impl<R: KernelRegistry> Host<R> {
                 }
                 Handled::Ran { tasks }
             }
-            (Err(e), _) => self.connection.fail(&job, task, e.to_string()),
-            (Ok(_), Err(e)) => self.connection.fail(&job, task, e.to_string()),
+            (Err(e), _) => self
+                .connection
+                .fail(&job, task, e.to_string(), Failure::of(&e)),
+            (Ok(_), Err(e)) => self
+                .connection
+                .fail(&job, task, e.to_string(), Failure::Untyped),
         };
         Ok(handled)
     }
@@ -1392,7 +1552,7 @@ pub fn run_job<Op, V, E>(
 where
     Op: Operation + Serialize,
     V: StoredValue,
-    E: std::error::Error + 'static,
+    E: std::error::Error + DeserializeOwned + 'static,
 {
     let Submission {
         connection,
@@ -1454,7 +1614,7 @@ fn drive<Op, V, E>(
 where
     Op: Operation + Serialize,
     V: StoredValue,
-    E: std::error::Error + 'static,
+    E: std::error::Error + DeserializeOwned + 'static,
 {
     let Submission {
         connection,
@@ -1485,12 +1645,14 @@ where
     let spec_bytes =
         postcard::to_stdvec(&spec).map_err(|e| setup("encoding the job spec")(e.to_string()))?;
     let spec_key = job.key("spec").map_err(RemoteError::from)?;
-    connection.block(connection.stores.objects.put(
-        &spec_key,
-        spec_bytes.into(),
-        PutMode::Create,
-    ))
-    .map_err(RemoteError::from)?;
+    connection
+        .block(
+            connection
+                .stores
+                .objects
+                .put(&spec_key, spec_bytes.into(), PutMode::Create),
+        )
+        .map_err(RemoteError::from)?;
     // Small inputs also travel with the invocations of the sources that read them.
     let mut small: HashMap<DataId, Vec<u8>> = HashMap::new();
     for (data, tile) in &inputs {
@@ -1552,8 +1714,12 @@ where
         if let Some((_, message)) = popped {
             match serde_json::from_slice::<Outcome>(&message) {
                 Ok(Outcome::Done) => break,
-                Ok(Outcome::Failed { task, message }) => {
-                    return Err(RemoteError::Executor { task, message }.into());
+                Ok(Outcome::Failed {
+                    task,
+                    message,
+                    failure,
+                }) => {
+                    return Err(failure.rebuild(task, message));
                 }
                 Ok(Outcome::Unsent { message }) => {
                     return Err(RemoteError::Invocation { message }.into());
@@ -1563,8 +1729,7 @@ where
                 }
             }
         }
-        let started =
-            connection
+        let started = connection
             .block(connection.broker.add_to_counter(&started_counter(job), 0))
             .map_err(RemoteError::from)?;
         if started == 0 && start.elapsed() > remote.start_timeout {
@@ -1679,6 +1844,70 @@ fn gather_reports(
         io,
         cost: None,
     })
+}
+
+/// Worker hosts on threads of this process, each taking invocations from a
+/// queue as a worker process does (one executor at a time, its own tile
+/// cache); stopped when dropped, within a second. Over
+/// [`Connection::in_memory`] they run remote jobs with no server at all.
+#[derive(Debug)]
+pub struct WorkerThreads {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Result<(), RemoteError>>>,
+}
+
+impl WorkerThreads {
+    /// Starts `count` hosts with the kernels of `registry` on `connection`,
+    /// taking invocations from `queue`.
+    pub fn spawn<R: KernelRegistry + Clone>(
+        registry: &R,
+        connection: &Connection,
+        count: usize,
+        queue: &str,
+    ) -> Result<Self, RemoteError> {
+        let mut workers = Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::with_capacity(count),
+        };
+        for index in 0..count {
+            let host = Host::new(registry.clone(), connection.clone(), index as u32);
+            let (stop, queue) = (Arc::clone(&workers.stop), queue.to_owned());
+            let thread = std::thread::Builder::new()
+                .name(format!("wukong-worker-{index}"))
+                .spawn(move || host.serve_queue(&queue, &stop))
+                .map_err(|e| setup("starting a worker thread")(e.to_string()))?;
+            workers.threads.push(thread);
+        }
+        Ok(workers)
+    }
+
+    /// Stops the hosts after their current invocation and returns the first
+    /// error one of them ended with.
+    pub fn stop(mut self) -> Result<(), RemoteError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), RemoteError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut result = Ok(());
+        for thread in self.threads.drain(..) {
+            let ended = thread
+                .join()
+                .unwrap_or_else(|_| Err(setup("a worker thread")("it panicked".into())));
+            if result.is_ok() {
+                result = ended;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for WorkerThreads {
+    fn drop(&mut self) {
+        if let Err(error) = self.join() {
+            eprintln!("wukong: a worker thread ended with an error: {error}");
+        }
+    }
 }
 
 /// Worker processes started by this process, stopped (killed) when dropped.

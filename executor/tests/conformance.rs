@@ -1,16 +1,26 @@
 //! One conformance suite for every executor mode: the shared-memory executor,
 //! the Wukong scheduler (default settings, and an eager setting that claims,
 //! shares, evicts and delivers as much as it can) and the numpywren-style
-//! baseline, on the in-memory store and, with the `redis` feature, on the
-//! Redis server that `scripts/test.sh` starts. Every result is compared with a
-//! sequential evaluation of the same graph.
+//! baseline on threads, and both schedulers on worker hosts that take
+//! invocations from a queue (the remote protocol of worker processes and
+//! Lambda functions) over the in-memory broker; with the `redis` feature, the
+//! same on the Redis server that `scripts/test.sh` starts. Every result is
+//! compared with a sequential evaluation of the same graph, and failures
+//! come back as the same typed error in every mode.
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is the point
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use wukong_dag::{ClusterParams, Dag, DagBuilder, DataId, Operation, TaskId};
+use wukong_executor::remote::{
+    Connection, KernelRegistry, RemoteConfig, Submission, WorkerThreads, run_job,
+};
 use wukong_executor::{
     Engine, EngineConfig, ExecError, Kernels, LocalExecutor, Progress, RunOptions, RunReport,
     Scheduler, Stores,
@@ -20,7 +30,7 @@ use wukong_storage::wrap::{FaultConfig, Faulty, RetryConfig, Retrying};
 
 /// Each task sums its inputs, multiplies by its index-derived factor and adds
 /// its constant, so a wrong input or a lost task changes the result.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Op {
     Add(i64),
     Fail,
@@ -37,11 +47,29 @@ impl Operation for Op {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 #[error("refused on purpose")]
 struct Refused;
 
 struct Arith;
+
+/// The worker hosts' kernels: [`Arith`] under the name `arith`.
+#[derive(Debug, Clone, Copy)]
+struct Registry;
+
+impl KernelRegistry for Registry {
+    type Op = Op;
+    type Value = i64;
+    type Error = Refused;
+    type Kernels = Arith;
+
+    fn kernels(&self, backend: &str) -> Result<Arith, Box<dyn std::error::Error + Send + Sync>> {
+        match backend {
+            "arith" => Ok(Arith),
+            other => Err(format!("no backend {other:?}").into()),
+        }
+    }
+}
 
 impl Kernels<Op> for Arith {
     type Value = i64;
@@ -80,21 +108,99 @@ fn reference(dag: &Dag<Op>, inputs: &[(DataId, i64)]) -> Vec<i64> {
         .collect()
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Shared,
     Wukong,
     /// Claims every edge, shares every child, a cache that holds almost nothing.
     WukongEager,
     Numpywren,
+    /// Worker hosts taking invocations from a queue of the in-memory broker.
+    Hosts(Scheduler),
 }
 
-const MODES: [Mode; 4] = [
+const MODES: [Mode; 6] = [
+    Mode::Shared,
+    Mode::Wukong,
+    Mode::WukongEager,
+    Mode::Numpywren,
+    Mode::Hosts(Scheduler::Wukong),
+    Mode::Hosts(Scheduler::Numpywren),
+];
+
+/// Modes on the threads of the run itself (which report progress as they go).
+const THREAD_MODES: [Mode; 4] = [
     Mode::Shared,
     Mode::Wukong,
     Mode::WukongEager,
     Mode::Numpywren,
 ];
+
+/// Worker hosts on threads, serving one queue of one connection; shared by
+/// every test of this binary that asks for as many workers.
+struct Hosts {
+    connection: Connection,
+    queue: String,
+    _workers: WorkerThreads,
+}
+
+impl Hosts {
+    fn start(connection: Connection, workers: usize) -> Self {
+        let queue = format!("conformance-{workers}");
+        let workers = WorkerThreads::spawn(&Registry, &connection, workers, &queue).unwrap();
+        Hosts {
+            connection,
+            queue,
+            _workers: workers,
+        }
+    }
+}
+
+/// `workers` hosts over one in-memory broker and store.
+fn hosts(workers: usize) -> Arc<Hosts> {
+    static HOSTS: OnceLock<Mutex<HashMap<usize, Arc<Hosts>>>> = OnceLock::new();
+    let mut all = HOSTS.get_or_init(Mutex::default).lock().unwrap();
+    let hosts = all
+        .entry(workers)
+        .or_insert_with(|| Arc::new(Hosts::start(Connection::in_memory().unwrap(), workers)));
+    Arc::clone(hosts)
+}
+
+/// How jobs run on worker hosts: short leases, so that a lost executor is
+/// noticed within the test's time.
+fn remote_config(queue: &str, duplicate: bool) -> RemoteConfig {
+    let mut remote = RemoteConfig::processes(queue);
+    remote.lease = Duration::from_secs(2);
+    remote.start_timeout = Duration::from_secs(20);
+    remote.job_timeout = Duration::from_secs(600);
+    remote.duplicate_invocations = duplicate;
+    remote
+}
+
+fn run_on_hosts(
+    hosts: &Hosts,
+    scheduler: Scheduler,
+    config: &EngineConfig,
+    duplicate: bool,
+    dag: &Dag<Op>,
+    inputs: &[(DataId, i64)],
+) -> Result<wukong_executor::RunOutcome<i64>, ExecError<Refused>> {
+    let mut remote = remote_config(&hosts.queue, duplicate);
+    remote.hold_min_bytes = config.hold_min_bytes;
+    if scheduler == Scheduler::Numpywren {
+        // The baseline: every input through the store, none with the invocation.
+        remote.inline_bytes = 0;
+    }
+    let submission = Submission {
+        connection: &hosts.connection,
+        remote: &remote,
+        scheduler,
+        backend: "arith",
+        dag,
+    };
+    let values = inputs.iter().map(|&(d, v)| (d, Arc::new(v))).collect();
+    run_job(&submission, values)
+}
 
 fn config(mode: Mode, threads: usize) -> EngineConfig {
     let mut config = EngineConfig::new(threads);
@@ -109,7 +215,7 @@ fn config(mode: Mode, threads: usize) -> EngineConfig {
                 ..ClusterParams::default()
             };
         }
-        Mode::Shared | Mode::Wukong => {}
+        Mode::Shared | Mode::Wukong | Mode::Hosts(_) => {}
     }
     config
 }
@@ -135,6 +241,14 @@ fn run_with_options(
     let values = inputs.iter().map(|&(d, v)| (d, Arc::new(v)));
     let outcome = match mode {
         Mode::Shared => LocalExecutor::new(config.threads).run(dag, &Arith, values, options)?,
+        Mode::Hosts(scheduler) => run_on_hosts(
+            &hosts(config.threads),
+            scheduler,
+            &config,
+            false,
+            dag,
+            inputs,
+        )?,
         _ => Engine::new(config).run(dag, &Arith, values, stores, options)?,
     };
     let outputs = dag.outputs().iter().map(|d| *outcome.outputs[d]).collect();
@@ -152,7 +266,7 @@ fn check_all(stores: &Stores, dag: &Dag<Op>, inputs: &[(DataId, i64)], threads: 
         ran.sort();
         ran.dedup();
         assert_eq!(ran.len(), dag.num_tasks(), "{mode:?}: every task ran");
-        if let Mode::Numpywren = mode {
+        if let Mode::Numpywren | Mode::Hosts(Scheduler::Numpywren) = mode {
             // Every task reads every input from the store.
             let reads: usize = (0..dag.num_tasks())
                 .map(|t| dag.reads(TaskId(t as u32)).len())
@@ -377,11 +491,24 @@ fn duplicated_invocations_and_arrivals_do_not_change_results() {
             assert_eq!(got, expected, "{name}, {mode:?}");
             assert!(report.tasks.len() >= dag.num_tasks());
         }
+        // Worker hosts over the same faulty store, every invocation sent twice.
+        let broker = Arc::new(MemoryStore::new());
+        let hosts = Hosts::start(
+            Connection::new(broker, stores.clone(), "faulty").unwrap(),
+            3,
+        );
+        for scheduler in [Scheduler::Wukong, Scheduler::Numpywren] {
+            let config = config(Mode::Hosts(scheduler), 3);
+            let outcome = run_on_hosts(&hosts, scheduler, &config, true, &dag, &inputs)
+                .unwrap_or_else(|e| panic!("{name}, hosts {scheduler:?}: {e}"));
+            let got: Vec<i64> = dag.outputs().iter().map(|d| *outcome.outputs[d]).collect();
+            assert_eq!(got, expected, "{name}, hosts {scheduler:?}");
+        }
     }
 }
 
-#[test]
-fn a_failing_executor_surfaces_its_error_and_the_run_ends() {
+/// A graph whose task `failing` refuses, among 50 that succeed; its input.
+fn failing_graph() -> (Dag<Op>, DataId, TaskId) {
     let mut b = DagBuilder::new();
     let x = b.input(8);
     let (mid, out) = (b.data(8), b.data(8));
@@ -393,7 +520,12 @@ fn a_failing_executor_surfaces_its_error_and_the_run_ends() {
         b.output(d);
     }
     b.output(out);
-    let dag = b.build().unwrap();
+    (b.build().unwrap(), x, failing)
+}
+
+#[test]
+fn a_failing_executor_surfaces_its_error_and_the_run_ends() {
+    let (dag, x, failing) = failing_graph();
     for mode in MODES {
         let err = run_with(mode, config(mode, 2), &memory(), &dag, &[(x, 1)]).unwrap_err();
         assert!(
@@ -451,10 +583,15 @@ fn inputs_are_checked_before_anything_runs() {
             run_with(mode, config(mode, 2), &memory(), &dag, &[(x, 1), (DataId(1), 2)]),
             Err(ExecError::NotAnInput { data }) if data == DataId(1)
         ));
-        assert!(matches!(
-            run_with(mode, config(mode, 0), &memory(), &dag, &[(x, 1)]),
-            Err(ExecError::NoThreads)
-        ));
+        // Worker hosts are counted by the platform, not by the run: a
+        // platform where none starts is `RemoteError::NoExecutors` after the
+        // start timeout (tests/remote.rs).
+        if !matches!(mode, Mode::Hosts(_)) {
+            assert!(matches!(
+                run_with(mode, config(mode, 0), &memory(), &dag, &[(x, 1)]),
+                Err(ExecError::NoThreads)
+            ));
+        }
     }
 }
 
@@ -491,6 +628,38 @@ mod redis {
             objects: store.clone(),
             coordinator: store,
             runtime: Some(runtime.handle().clone()),
+        }
+    }
+
+    #[test]
+    fn every_graph_on_worker_hosts_over_redis() {
+        let url = std::env::var("WUKONG_TEST_REDIS_URL").unwrap_or_else(|_| {
+            panic!("WUKONG_TEST_REDIS_URL is not set: run the suite with `bash scripts/test.sh`, which starts redis-server")
+        });
+        let objects = wukong_executor::remote::ObjectTarget::default();
+        let hosts = Hosts::start(Connection::open(&url, &objects).unwrap(), 3);
+        for (name, dag, inputs) in graphs() {
+            if name == "100,000 tiny tasks" {
+                continue; // as above
+            }
+            let expected = reference(&dag, &inputs);
+            for scheduler in [Scheduler::Wukong, Scheduler::Numpywren] {
+                let config = config(Mode::Hosts(scheduler), 3);
+                let outcome = run_on_hosts(&hosts, scheduler, &config, false, &dag, &inputs)
+                    .unwrap_or_else(|e| panic!("{name}, {scheduler:?}: {e}"));
+                let got: Vec<i64> = dag.outputs().iter().map(|d| *outcome.outputs[d]).collect();
+                assert_eq!(got, expected, "{name}, {scheduler:?}");
+            }
+        }
+        // A failing kernel is the same typed error as on threads.
+        let (dag, x, failing) = failing_graph();
+        for scheduler in [Scheduler::Wukong, Scheduler::Numpywren] {
+            let config = config(Mode::Hosts(scheduler), 3);
+            let err = run_on_hosts(&hosts, scheduler, &config, false, &dag, &[(x, 1)]).unwrap_err();
+            assert!(
+                matches!(err, ExecError::Task { task, .. } if task == failing),
+                "{scheduler:?}: {err}"
+            );
         }
     }
 
@@ -534,7 +703,7 @@ fn a_kernel_returning_the_wrong_number_of_outputs_is_reported() {
 #[test]
 fn progress_reaches_the_total() {
     let (dag, x) = diamond();
-    for mode in MODES {
+    for mode in THREAD_MODES {
         let calls = AtomicUsize::new(0);
         let last = AtomicUsize::new(0);
         let progress = |p: Progress| {

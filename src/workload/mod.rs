@@ -1027,12 +1027,13 @@ fn with_remote(
     let (connection, mut config) = match remote.mode {
         #[cfg(feature = "lambda")]
         Mode::Lambda => {
-            let client = connection
-                .runtime()
-                .block_on(wukong_executor::lambda::LambdaClient::connect(
-                    remote.region.clone(),
-                    remote.lambda_endpoint.clone(),
-                ));
+            let client =
+                connection
+                    .runtime()
+                    .block_on(wukong_executor::lambda::LambdaClient::connect(
+                        remote.region.clone(),
+                        remote.lambda_endpoint.clone(),
+                    ));
             (
                 connection.with_lambda(client),
                 RemoteConfig::lambda(remote.function.clone(), remote.concurrency),
