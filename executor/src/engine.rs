@@ -256,7 +256,7 @@ impl Engine {
 impl Engine {
     /// Remote modes, driver side: checks `inputs` and puts them into the store
     /// under `job`; returns the objects and bytes written.
-    pub fn stage<Op, V, E>(
+    pub(crate) fn stage<Op, V, E>(
         &self,
         dag: &Dag<Op>,
         inputs: impl IntoIterator<Item = (DataId, Arc<V>)>,
@@ -276,7 +276,7 @@ impl Engine {
     }
 
     /// Remote modes, driver side: reads the graph's outputs back from the store.
-    pub fn collect<Op, V, E>(
+    pub(crate) fn collect<Op, V, E>(
         &self,
         dag: &Dag<Op>,
         stores: &Stores,
@@ -302,7 +302,7 @@ impl Engine {
     /// in local mode; otherwise every fan-in edge is written before its
     /// arrival and the completing executor runs the child.
     #[allow(clippy::too_many_arguments)]
-    pub fn run_executor<Op, K>(
+    pub(crate) fn run_executor<Op, K>(
         &self,
         dag: &Dag<Op>,
         kernels: &K,

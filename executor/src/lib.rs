@@ -53,11 +53,11 @@ pub mod remote;
 mod report;
 
 pub use cost::{CostEstimate, PRICES, Prices};
-pub use engine::{
-    Engine, EngineConfig, ExecutorReport, ExecutorSlot, Scheduler, Stores, WorkerCache, data_key,
-};
+pub use engine::{Engine, EngineConfig, Scheduler, Stores};
+pub(crate) use engine::{ExecutorReport, ExecutorSlot, WorkerCache, data_key};
 pub use error::ExecError;
-pub use invoke::{Delivery, Dispatcher, ExecutorId, InlineInputs, InvokeError, Invoker, Waited};
+pub(crate) use invoke::{Delivery, Dispatcher, InlineInputs, Waited};
+pub use invoke::{ExecutorId, InvokeError};
 pub use local::LocalExecutor;
 pub use report::{ExecutorRecord, IoReport, RunReport, TaskRecord};
 
