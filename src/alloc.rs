@@ -2,8 +2,9 @@
 //! allocator, plus a request for transparent huge pages on every block of
 //! 4 MiB or more, plus a small cache of freed blocks of 16 MiB or more.
 //!
-//! glibc hands blocks above 32 MiB straight back to the kernel when they are
-//! freed, and the kernel zeroes every page of the next one: when the
+//! glibc hands blocks of [`GLIBC_MAX_MMAP_THRESHOLD`] (32 MiB) and more
+//! straight back to the kernel when they are freed (even after
+//! [`prepare_process`](crate::prepare_process) raised its threshold), and the kernel zeroes every page of the next one: when the
 //! in-memory store still held encoded tiles, decoding 2048² tiles spent most
 //! of its time in the kernel's page clearing (58–77% of all CPU in a
 //! randomized SVD of 16384²). Kernel outputs are fresh blocks too. Freed
@@ -24,6 +25,14 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LargePages;
+
+/// glibc's largest mmap threshold on 64-bit targets: [`prepare_process`]
+/// raises the threshold to it, so that blocks below it are reused from the
+/// heap; blocks of this size and more still come from `mmap`, which is what
+/// the slots here are for.
+///
+/// [`prepare_process`]: crate::prepare_process
+pub(crate) const GLIBC_MAX_MMAP_THRESHOLD: usize = 32 << 20;
 
 /// Blocks at least this large are advised.
 const LARGE: usize = 4 << 20;
@@ -128,8 +137,15 @@ impl Slots {
     }
 }
 
-// SAFETY: every method forwards to `System` with the same arguments; the
-// advice only changes how the kernel backs memory that `System` handed out.
+// SAFETY: every block handed out was allocated by `System` for exactly the
+// layout asked for: a fresh one, or one that `dealloc` kept instead of
+// freeing, which `take` hands out only for the same size and alignment and
+// only once (a slot's pointer is swapped out atomically before use). Every
+// block ends in `System` with the layout it was allocated with: `dealloc`
+// keeps it in a slot (to be handed out again as such) or frees it, and
+// `realloc` forwards to `System`, which accepts any block it allocated. The
+// huge-page advice only changes how the kernel backs the pages, not their
+// contents or validity.
 unsafe impl GlobalAlloc for LargePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(ptr) = FREED.take(layout) {

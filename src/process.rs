@@ -4,7 +4,9 @@
 /// time (kernel outputs, and in remote modes decoding from the store and
 /// encoding for it). glibc serves blocks that
 /// large with a fresh `mmap` each time, so every tile costs hundreds of page
-/// faults; this raises its threshold to 32 MiB so that freed tiles are reused.
+/// faults; this raises its threshold to the largest glibc allows (32 MiB) so
+/// that freed tiles are reused; [`LargePages`](crate::LargePages) keeps freed
+/// blocks above it.
 ///
 /// OpenBLAS picks its kernels when the library is loaded. On CPUs it does not
 /// recognise (virtual machines often report a generic model) it falls back to
@@ -42,10 +44,11 @@ fn keep_large_blocks() {
     }
     const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
     const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    let threshold = std::ffi::c_int::try_from(crate::alloc::GLIBC_MAX_MMAP_THRESHOLD)
+        .unwrap_or(std::ffi::c_int::MAX);
     // SAFETY: mallopt only changes allocator tunables; it is safe at any time.
-    // 32 MiB is glibc's largest mmap threshold on 64-bit targets.
     unsafe {
-        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        mallopt(M_MMAP_THRESHOLD, threshold);
         mallopt(M_TRIM_THRESHOLD, 256 << 20);
     }
 }

@@ -208,7 +208,14 @@ impl JobDispatcher<'_> {
             Ok(false) => return Waited::Nothing,
             Err(error) => return failed(error),
         }
-        let renewal = Renewal::start(self.connection, &job, &lease, &holder, waiting.lease);
+        let renewal = match Renewal::start(self.connection, &job, &lease, &holder, waiting.lease) {
+            Ok(renewal) => renewal,
+            Err(error) => {
+                let message = format!("an executor could not take over task {task}: {error}");
+                self.connection.fail(&job, task, message, Failure::Untyped);
+                return Waited::End;
+            }
+        };
         let mailbox = mailbox_name(&job, task.0);
         if let Err(error) = self
             .connection

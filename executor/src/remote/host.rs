@@ -211,8 +211,18 @@ impl<R: KernelRegistry> Host<R> {
             }),
             adopted: Mutex::new(Vec::new()),
         };
+        let renewal = Renewal::start(&self.connection, &job, &lease, &holder, ttl);
         let result = {
-            let _renewal = Renewal::start(&self.connection, &job, &lease, &holder, ttl);
+            let _renewal = match renewal {
+                Ok(renewal) => renewal,
+                // The start is ours: without a renewed lease it would be
+                // invoked again while it runs, so the job fails instead.
+                Err(e) => {
+                    return Ok(self
+                        .connection
+                        .fail(&job, task, e.to_string(), Failure::Untyped));
+                }
+            };
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             loaded.engine.run_executor(
                 &loaded.dag,
@@ -319,7 +329,7 @@ impl Renewal {
         name: &str,
         holder: &str,
         ttl: Duration,
-    ) -> Self {
+    ) -> Result<Self, RemoteError> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (connection, job, name, holder) = (
             connection.clone(),
@@ -344,11 +354,14 @@ impl Renewal {
                     }
                 }
             })
-            .ok();
-        Self {
+            .map_err(|e| RemoteError::Setup {
+                what: "starting the lease renewal thread",
+                detail: e.to_string(),
+            })?;
+        Ok(Self {
             stop: Some(stop),
-            thread,
-        }
+            thread: Some(thread),
+        })
     }
 }
 

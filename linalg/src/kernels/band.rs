@@ -274,10 +274,13 @@ impl Chase {
         }
         let len = c1 - c0 + 1;
         let v = &mut scratch.v[..len];
-        // SAFETY (all rows below): inside this step's footprint.
+        // SAFETY: row `pivot`, columns `c0..=c1` lie in this step's
+        // footprint, which the caller keeps to this thread; no other slice
+        // of it is alive.
         let tau = reflector(unsafe { self.row(pivot, c0, c1) }, v);
         if tau != 0.0 {
             for r in pivot + 1..=c1 {
+                // SAFETY: in the footprint; the previous row's slice is gone.
                 let row = unsafe { self.row(r, c0, c1) };
                 let scale = tau * dot(row, v);
                 for (x, y) in row.iter_mut().zip(v.iter()) {
@@ -287,10 +290,12 @@ impl Chase {
         }
         let column = &mut scratch.column[..len];
         for (k, r) in (c0..=c1).enumerate() {
+            // SAFETY: in the footprint; the slice lives for this statement.
             column[k] = unsafe { self.row(r, c0, c0) }[0];
         }
         let tau = reflector(column, v);
         for (k, r) in (c0..=c1).enumerate() {
+            // SAFETY: in the footprint; the slice lives for this iteration.
             let entry = unsafe { self.row(r, c0, c0) };
             entry[0] = column[k];
         }
@@ -299,6 +304,7 @@ impl Chase {
             let w = &mut scratch.w[..last - c0];
             w.fill(0.0);
             for (k, r) in (c0..=c1).enumerate() {
+                // SAFETY: in the footprint; the slice lives for this iteration.
                 let row = unsafe { self.row(r, c0 + 1, last) };
                 for (acc, x) in w.iter_mut().zip(row.iter()) {
                     *acc += v[k] * x;
@@ -306,6 +312,7 @@ impl Chase {
             }
             for (k, r) in (c0..=c1).enumerate() {
                 let scale = tau * v[k];
+                // SAFETY: in the footprint; the slice lives for this iteration.
                 let row = unsafe { self.row(r, c0 + 1, last) };
                 for (x, acc) in row.iter_mut().zip(w.iter()) {
                     *x -= scale * acc;
