@@ -40,9 +40,15 @@ impl<T: Copy> Csr<T> {
 
     /// Builds rows from `(row, value)` pairs produced twice by `pairs`: once to
     /// count, once to fill. Values keep the order in which they are produced.
-    fn from_pairs<I: Iterator<Item = (usize, T)>>(rows: usize, pairs: impl Fn() -> I) -> Self
+    /// Rows of the `(row, value)` pairs that `pairs` yields (twice, in the
+    /// same order); `fill` only pre-sizes the storage and is overwritten.
+    fn from_pairs<I: Iterator<Item = (usize, T)>>(
+        rows: usize,
+        fill: T,
+        pairs: impl Fn() -> I,
+    ) -> Self
     where
-        T: Default,
+        T: Clone,
     {
         let mut offsets = vec![0u32; rows + 1];
         for (row, _) in pairs() {
@@ -52,7 +58,7 @@ impl<T: Copy> Csr<T> {
             offsets[i + 1] += offsets[i];
         }
         let mut cursor: Vec<u32> = offsets[..rows].to_vec();
-        let mut values = vec![T::default(); offsets[rows] as usize];
+        let mut values = vec![fill; offsets[rows] as usize];
         for (row, value) in pairs() {
             values[cursor[row] as usize] = value;
             cursor[row] += 1;
@@ -65,12 +71,6 @@ impl<T: Copy> Csr<T> {
             && self.offsets.first() == Some(&0)
             && self.offsets.windows(2).all(|w| w[0] <= w[1])
             && self.offsets.last().map(|&last| last as usize) == Some(self.values.len())
-    }
-}
-
-impl Default for TaskId {
-    fn default() -> Self {
-        TaskId(NONE)
     }
 }
 
@@ -189,7 +189,7 @@ impl<Op: Operation> Dag<Op> {
 
         // A task that names an item twice among its reads still consumes it once.
         let reads_ref = &reads;
-        let consumers = Csr::from_pairs(data.len(), || {
+        let consumers = Csr::from_pairs(data.len(), TaskId(NONE), || {
             (0..num_tasks).flat_map(move |t| {
                 let row = reads_ref.row(t);
                 row.iter()
@@ -215,7 +215,7 @@ impl<Op: Operation> Dag<Op> {
             parents.push_row(&scratch);
         }
         let parents_ref = &parents;
-        let children = Csr::from_pairs(num_tasks, || {
+        let children = Csr::from_pairs(num_tasks, TaskId(NONE), || {
             (0..num_tasks).flat_map(move |t| {
                 parents_ref
                     .row(t)
@@ -283,8 +283,7 @@ fn topological_order<Op: Operation>(
     if order.len() < n {
         let stuck = (0..n)
             .find(|&t| waiting[t] > 0)
-            .map(|t| TaskId(t as u32))
-            .unwrap_or_default();
+            .map_or(TaskId(0), |t| TaskId(t as u32)); // some task waits: fewer ran than exist
         let on_cycle = walk_to_cycle(stuck, parents, &waiting);
         return Err(DagError::Cycle {
             task: on_cycle,

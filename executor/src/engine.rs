@@ -227,10 +227,7 @@ impl Engine {
             return crate::LocalExecutor::new(self.config.threads)
                 .run(dag, kernels, inputs, options);
         }
-        let job = JobId::unique("run").map_err(|source| ExecError::Store {
-            task: TaskId::default(),
-            source,
-        })?;
+        let job = JobId::unique("run").map_err(|source| ExecError::Store { task: None, source })?;
         let plan = (self.config.scheduler == Scheduler::Wukong)
             .then(|| ClusterPlan::new(dag, self.config.cluster));
         let holdable = plan.as_ref().map_or_else(Vec::new, |plan| {
@@ -269,10 +266,8 @@ impl Engine {
         E: std::error::Error + 'static,
     {
         let staged = crate::local::checked_inputs(dag, inputs)?;
-        stage_inputs(staged, stores, job, self.config.threads).map_err(|source| ExecError::Store {
-            task: TaskId::default(),
-            source,
-        })
+        stage_inputs(staged, stores, job, self.config.threads)
+            .map_err(|source| ExecError::Store { task: None, source })
     }
 
     /// Remote modes, driver side: reads the graph's outputs back from the store.
@@ -330,7 +325,7 @@ impl Engine {
         let platform = Remote(dispatcher);
         let mut run = Run::new(dag, kernels, &self.config, stores, job.clone(), &platform);
         let invoke_error = |source| ExecError::Invoke {
-            task: start,
+            task: Some(start),
             source,
         };
         let mailbox = match &plan {
@@ -505,10 +500,10 @@ fn read_outputs<Op, V: StoredValue, E: std::error::Error + 'static>(
     job: &JobId,
     threads: usize,
 ) -> Result<HashMap<DataId, Arc<V>>, ExecError<E>> {
-    let outputs: Vec<(DataId, TaskId)> = dag
+    let outputs: Vec<(DataId, Option<TaskId>)> = dag
         .outputs()
         .iter()
-        .map(|&data| (data, dag.producer(data).unwrap_or_default()))
+        .map(|&data| (data, dag.producer(data)))
         .collect();
     let values = in_parallel(&outputs, threads, |&(data, task)| {
         let read = || -> Result<Arc<V>, StorageError> {
@@ -785,10 +780,7 @@ where
             });
         }
         let (objects, bytes) = stage_inputs(staged, self.stores, &self.job, self.config.threads)
-            .map_err(|source| ExecError::Store {
-                task: TaskId::default(),
-                source,
-            })?;
+            .map_err(|source| ExecError::Store { task: None, source })?;
         add(&self.io.staged_bytes, bytes);
         add(&self.io.staged_objects, objects);
 
@@ -815,7 +807,7 @@ where
                     Err(error) => self.fail(
                         pool,
                         ExecError::Invoke {
-                            task: TaskId::default(),
+                            task: None,
                             source: InvokeError {
                                 platform: "threads",
                                 detail: format!("cannot start a worker thread: {error}"),
@@ -969,11 +961,14 @@ where
             if data.index() >= self.dag.num_data() {
                 return Err(ExecError::NotAnInput { data });
             }
-            let key = self
-                .key(data)
-                .map_err(|source| ExecError::Store { task, source })?;
-            let value = K::Value::decode(&key, &bytes)
-                .map_err(|source| ExecError::Store { task, source })?;
+            let key = self.key(data).map_err(|source| ExecError::Store {
+                task: Some(task),
+                source,
+            })?;
+            let value = K::Value::decode(&key, &bytes).map_err(|source| ExecError::Store {
+                task: Some(task),
+                source,
+            })?;
             let size = value.memory_bytes();
             executor.cache.insert(data, Arc::new(value), size, true);
             add(&self.io.inline_inputs, 1);
@@ -996,7 +991,10 @@ where
             } else {
                 self.platform.invoke_inline(task, priority, inputs.clone())
             };
-            result.map_err(|source| ExecError::Invoke { task, source })?;
+            result.map_err(|source| ExecError::Invoke {
+                task: Some(task),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -1021,13 +1019,17 @@ where
             if len > budget {
                 continue;
             }
-            let key = self
-                .key(data)
-                .map_err(|source| ExecError::Store { task, source })?;
+            let key = self.key(data).map_err(|source| ExecError::Store {
+                task: Some(task),
+                source,
+            })?;
             let bytes = entry
                 .value
                 .encode(&key)
-                .map_err(|source| ExecError::Store { task, source })?;
+                .map_err(|source| ExecError::Store {
+                    task: Some(task),
+                    source,
+                })?;
             budget -= len;
             inline.push((data, bytes.to_vec()));
         }
@@ -1035,10 +1037,7 @@ where
     }
 
     fn executor_loop(&self, executor: &mut Executor<K::Value>) -> Result<(), ExecError<K::Error>> {
-        let mail_error = |source| ExecError::Invoke {
-            task: TaskId::default(),
-            source,
-        };
+        let mail_error = |source| ExecError::Invoke { task: None, source };
         loop {
             if self.stopped.load(Ordering::Relaxed) {
                 return Ok(());
@@ -1163,7 +1162,10 @@ where
         data: DataId,
         value: Arc<K::Value>,
     ) -> Result<(), ExecError<K::Error>> {
-        let store_error = |source| ExecError::Store { task, source };
+        let store_error = |source| ExecError::Store {
+            task: Some(task),
+            source,
+        };
         let key = self.key(data).map_err(store_error)?;
         add(&self.io.store_writes, 1);
         add(&self.io.store_write_bytes, value.encoded_len());
@@ -1183,7 +1185,10 @@ where
             add(&self.io.cache_hit_bytes, executor.cache.bytes_of(data));
             return Ok(value);
         }
-        let store_error = |source| ExecError::Store { task, source };
+        let store_error = |source| ExecError::Store {
+            task: Some(task),
+            source,
+        };
         let key = self.key(data).map_err(store_error)?;
         let (value, len) = self
             .block(self.stores.objects.get_value::<K::Value>(&key))
@@ -1298,9 +1303,10 @@ where
     }
 
     fn finish(&self, task: TaskId) -> Result<(), ExecError<K::Error>> {
-        self.platform
-            .finish()
-            .map_err(|source| ExecError::Invoke { task, source })
+        self.platform.finish().map_err(|source| ExecError::Invoke {
+            task: Some(task),
+            source,
+        })
     }
 
     /// The arrival of `parent` at `child`.
@@ -1335,7 +1341,7 @@ where
         let mut joined = self
             .block(self.stores.coordinator.join_all(&self.job, holder, &joins))
             .map_err(|source| ExecError::Store {
-                task: parent,
+                task: Some(parent),
                 source,
             })?;
         // A claim was made where a holder came back (not for a claim on
@@ -1444,7 +1450,7 @@ where
                 self.platform
                     .deliver_to(&holder, child)
                     .map_err(|source| ExecError::Invoke {
-                        task: child,
+                        task: Some(child),
                         source,
                     })?;
             match delivered {

@@ -56,19 +56,21 @@ pub enum ExecError<E: std::error::Error + 'static> {
         got: usize,
     },
     /// The store refused an operation: a bug in scheduling, reported rather than hidden.
-    #[error("store error while running task {task}: {source}")]
+    #[error("store error{}: {source}", while_running(task))]
     Store {
-        /// The task.
-        task: TaskId,
+        /// The task it happened in; `None` outside any task (staging the
+        /// inputs, starting the run).
+        task: Option<TaskId>,
         /// The store's error.
         #[source]
         source: StorageError,
     },
     /// An executor could not be started.
-    #[error("task {task} could not be handed to a new executor: {source}")]
+    #[error("{} could not be handed to a new executor: {source}", task.map_or_else(|| "a task".to_owned(), |t| format!("task {t}")))]
     Invoke {
-        /// The task the new executor was to start with.
-        task: TaskId,
+        /// The task the new executor was to start with; `None` where the
+        /// platform failed outside any one task (its mailboxes).
+        task: Option<TaskId>,
         /// The platform's error.
         #[source]
         source: InvokeError,
@@ -102,4 +104,10 @@ pub enum ExecError<E: std::error::Error + 'static> {
         /// What the coordinator answered.
         holder: String,
     },
+}
+
+/// " while running task t5", or nothing outside any task.
+fn while_running(task: &Option<TaskId>) -> String {
+    task.map(|t| format!(" while running task {t}"))
+        .unwrap_or_default()
 }

@@ -103,7 +103,7 @@ impl LocalExecutor {
                 .store
                 .get(data.index())
                 .map_err(|source| ExecError::Store {
-                    task: dag.producer(data).unwrap_or_default(),
+                    task: dag.producer(data),
                     source,
                 })?;
             outputs.insert(data, value);
@@ -220,7 +220,10 @@ impl<Op: Operation + Sync, K: Kernels<Op>> Run<'_, Op, K> {
         ready_children: &mut Vec<TaskId>,
     ) -> Result<(), ExecError<K::Error>> {
         let dag = self.dag;
-        let store_error = |source: StorageError| ExecError::Store { task, source };
+        let store_error = |source: StorageError| ExecError::Store {
+            task: Some(task),
+            source,
+        };
         let reads = dag.reads(task);
         let mut inputs = Vec::with_capacity(reads.len());
         for &data in reads {

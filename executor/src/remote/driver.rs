@@ -232,7 +232,10 @@ where
         }
         dispatcher
             .invoke_with_inputs(task, 0.0, inline)
-            .map_err(|source| ExecError::Invoke { task, source })?;
+            .map_err(|source| ExecError::Invoke {
+                task: Some(task),
+                source,
+            })?;
         invocations += 1;
     }
     if dag.num_tasks() == 0 {
@@ -315,7 +318,7 @@ where
             connection
                 .invoke(&remote.target, &Invocation::new(job, TaskId(task), next))
                 .map_err(|source| ExecError::Invoke {
-                    task: TaskId(task),
+                    task: Some(TaskId(task)),
                     source,
                 })?;
             invocations += 1;
