@@ -24,6 +24,7 @@
 //! `lambda_endpoint` (e.g. a local `cargo lambda watch`).
 
 use std::fmt::Write;
+use wukong::dag::UnknownName;
 
 use serde::{Deserialize, Serialize};
 use wukong::workload::{
@@ -128,12 +129,12 @@ impl Entry {
         Ok(Params {
             arity: self.arity.unwrap_or(defaults.arity),
             leaf: match &self.leaf {
-                Some(leaf) => leaf.parse()?,
+                Some(leaf) => leaf.parse().map_err(|e: UnknownName| e.to_string())?,
                 None => defaults.leaf,
             },
             explicit_q: self.q.unwrap_or(defaults.explicit_q),
             panel: match &self.panel {
-                Some(panel) => panel.parse()?,
+                Some(panel) => panel.parse().map_err(|e: UnknownName| e.to_string())?,
                 None => defaults.panel,
             },
             svd: match self.svd.as_deref() {
@@ -298,7 +299,9 @@ impl MatrixFile {
             let mut group = Vec::new();
             for &tile in &entry.tiles {
                 for backend in &entry.backends {
-                    let backend: BackendKind = backend.parse().map_err(invalid)?;
+                    let backend: BackendKind = backend
+                        .parse()
+                        .map_err(|e: UnknownName| invalid(e.to_string()))?;
                     for (store, mode) in entry
                         .stores
                         .iter()
@@ -322,7 +325,9 @@ impl MatrixFile {
                                 backend,
                                 seed: entry.seed.or(self.defaults.seed).unwrap_or(42),
                                 repeat: entry.repeat.or(self.defaults.repeat).unwrap_or(3),
-                                scheduler: scheduler.parse().map_err(invalid)?,
+                                scheduler: scheduler
+                                    .parse()
+                                    .map_err(|e: UnknownName| invalid(e.to_string()))?,
                                 redis: redis.clone(),
                                 remote: remote.clone(),
                                 params: params.clone(),

@@ -87,3 +87,16 @@ pub enum DagError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
+
+/// A name that is none of a fixed set of choices (a scheduler, a backend, a
+/// method), as parsed from a command line, a file or a job's spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{given}`: expected {expected}")]
+pub struct UnknownName {
+    /// What was being named (`scheduler`, `backend`, …).
+    pub what: &'static str,
+    /// The name given.
+    pub given: String,
+    /// The names accepted, for the message.
+    pub expected: &'static str,
+}

@@ -48,7 +48,7 @@ mod ids;
 pub use builder::DagBuilder;
 pub use cluster::{ClusterParams, ClusterPlan, Placement, StayReason};
 pub use dag::{Dag, DataInfo, DataRole};
-pub use error::DagError;
+pub use error::{DagError, UnknownName};
 pub use ids::{DataId, TaskId};
 
 /// The operation carried by a task.

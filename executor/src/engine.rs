@@ -87,15 +87,17 @@ impl Scheduler {
 }
 
 impl std::str::FromStr for Scheduler {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
+    type Err = wukong_dag::UnknownName;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "wukong" => Ok(Scheduler::Wukong),
             "numpywren" => Ok(Scheduler::Numpywren),
             "shared" => Ok(Scheduler::Shared),
-            other => Err(format!(
-                "unknown scheduler {other:?}: use wukong, numpywren or shared"
-            )),
+            other => Err(wukong_dag::UnknownName {
+                what: "scheduler",
+                given: other.to_owned(),
+                expected: "wukong, numpywren or shared",
+            }),
         }
     }
 }

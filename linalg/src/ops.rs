@@ -22,14 +22,16 @@ pub enum QrMethod {
 }
 
 impl std::str::FromStr for QrMethod {
-    type Err = String;
+    type Err = wukong_dag::UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "householder" => Ok(QrMethod::Householder),
             "cholesky-qr2" | "cholqr2" => Ok(QrMethod::CholeskyQr2),
-            other => Err(format!(
-                "unknown QR method `{other}`: expected householder or cholesky-qr2"
-            )),
+            other => Err(wukong_dag::UnknownName {
+                what: "QR method",
+                given: other.to_owned(),
+                expected: "householder or cholesky-qr2",
+            }),
         }
     }
 }

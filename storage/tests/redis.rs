@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wukong_storage::{JobId, ObjectStore, PutMode, RedisStore, StorageError, Woken};
+use wukong_storage::{JobId, ObjectStore, PutMode, RedisStore, StorageError};
 
 fn url() -> String {
     std::env::var("WUKONG_TEST_REDIS_URL").unwrap_or_else(|_| {

@@ -109,7 +109,10 @@ impl<R: KernelRegistry> Host<R> {
             )));
         }
         let dag = Dag::<R::Op>::from_bytes(&spec.dag).map_err(|e| unknown(e.to_string()))?;
-        let scheduler: Scheduler = spec.scheduler.parse().map_err(unknown)?;
+        let scheduler: Scheduler = spec
+            .scheduler
+            .parse()
+            .map_err(|e: wukong_dag::UnknownName| unknown(e.to_string()))?;
         let kernels = self
             .registry
             .kernels(&spec.backend)

@@ -118,14 +118,16 @@ pub enum Panel {
 }
 
 impl std::str::FromStr for Panel {
-    type Err = String;
+    type Err = wukong_dag::UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "flat" => Ok(Panel::Flat),
             "binary" => Ok(Panel::Binary),
-            other => Err(format!(
-                "unknown panel tree `{other}`: expected flat or binary"
-            )),
+            other => Err(wukong_dag::UnknownName {
+                what: "panel tree",
+                given: other.to_owned(),
+                expected: "flat or binary",
+            }),
         }
     }
 }

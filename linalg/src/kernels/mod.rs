@@ -96,14 +96,16 @@ impl BackendKind {
 }
 
 impl std::str::FromStr for BackendKind {
-    type Err = String;
+    type Err = wukong_dag::UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "faer" => Ok(BackendKind::Faer),
             "openblas" => Ok(BackendKind::OpenBlas),
-            other => Err(format!(
-                "unknown backend `{other}`: expected faer or openblas"
-            )),
+            other => Err(wukong_dag::UnknownName {
+                what: "backend",
+                given: other.to_owned(),
+                expected: "faer or openblas",
+            }),
         }
     }
 }
