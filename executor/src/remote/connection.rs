@@ -20,7 +20,7 @@ use crate::{InvokeError, Stores};
 
 /// The CA named by `WUKONG_REDIS_CA`, for `rediss://` URLs.
 #[cfg(feature = "redis")]
-pub(super) fn ca_from_env(redis_url: &str) -> Result<Option<Vec<u8>>, StorageError> {
+fn ca_from_env(redis_url: &str) -> Result<Option<Vec<u8>>, StorageError> {
     match std::env::var_os("WUKONG_REDIS_CA") {
         Some(path) if !path.is_empty() && redis_url.starts_with("rediss://") => {
             std::fs::read(&path)
@@ -47,16 +47,16 @@ pub(super) type SharedListener = Mutex<Box<dyn Listener>>;
 #[derive(Clone)]
 pub struct Connection {
     pub(super) broker: Arc<dyn Broker>,
-    pub(super) endpoint: String,
+    endpoint: String,
     pub(super) stores: Stores,
-    pub(super) runtime: tokio::runtime::Handle,
-    pub(super) _io: Option<Arc<tokio::runtime::Runtime>>,
+    runtime: tokio::runtime::Handle,
+    _io: Option<Arc<tokio::runtime::Runtime>>,
     #[cfg(feature = "lambda")]
     pub(super) lambda: Option<crate::lambda::LambdaClient>,
 }
 
 /// The async runtime behind network stores: one thread, named `wukong-io`.
-pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, RemoteError> {
+fn io_runtime() -> Result<tokio::runtime::Runtime, RemoteError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("wukong-io")
@@ -144,7 +144,7 @@ impl Connection {
     }
 
     #[cfg(feature = "redis")]
-    pub(super) fn open_private(
+    fn open_private(
         redis_url: &str,
         root_certificate: Option<&[u8]>,
         objects: &ObjectTarget,
@@ -169,7 +169,7 @@ impl Connection {
     }
 
     #[cfg(feature = "redis")]
-    pub(super) fn connect(
+    fn connect(
         runtime: tokio::runtime::Handle,
         redis_url: &str,
         root_certificate: Option<&[u8]>,
@@ -360,7 +360,7 @@ impl Connection {
 
 /// The outcome message of a job whose invocation failed.
 #[cfg(feature = "lambda")]
-pub(super) fn failed_invocation(detail: String) -> Vec<u8> {
+fn failed_invocation(detail: String) -> Vec<u8> {
     serde_json::to_vec(&Outcome::Unsent {
         message: detail.clone(),
     })

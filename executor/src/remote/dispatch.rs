@@ -61,13 +61,13 @@ pub(super) struct Adopted {
 
 /// How long a waiting executor blocks on the queue and its mailboxes' bells
 /// before it renews its idle mark and checks that the job still exists.
-pub(super) const WAIT_SLICE: Duration = Duration::from_millis(100);
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
-pub(super) fn mailbox_name(job: &JobId, start: u32) -> String {
+fn mailbox_name(job: &JobId, start: u32) -> String {
     format!("{job}.mb.{start}")
 }
 
-pub(super) fn mail_error(error: StorageError) -> InvokeError {
+fn mail_error(error: StorageError) -> InvokeError {
     InvokeError {
         platform: "redis",
         detail: error.to_string(),
@@ -90,7 +90,7 @@ impl JobDispatcher<'_> {
 
     /// What was delivered to the executor's mailboxes (its own and those of
     /// the starts it took over) past their read cursors, in one round trip.
-    pub(super) fn read_mail(&self, close: bool) -> Result<Vec<Delivery>, InvokeError> {
+    fn read_mail(&self, close: bool) -> Result<Vec<Delivery>, InvokeError> {
         let mut adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
         let boxes = self.mailboxes(&adopted);
         if boxes.is_empty() {
@@ -151,7 +151,7 @@ impl JobDispatcher<'_> {
     /// Takes over the start in `payload` if it is one of this job's and no
     /// other executor has it. An invocation of another job goes back to the
     /// head of the queue, and this executor ends so that its worker is free.
-    pub(super) fn adopt(&self, waiting: &Waiting<'_>, payload: Vec<u8>) -> Waited {
+    fn adopt(&self, waiting: &Waiting<'_>, payload: Vec<u8>) -> Waited {
         let (invocation, job) = match Invocation::parse(&payload) {
             Ok(parsed) => parsed,
             Err(error) => {

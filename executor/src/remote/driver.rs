@@ -143,7 +143,7 @@ impl<Op> Clone for Submission<'_, Op> {
 
 impl<Op> Copy for Submission<'_, Op> {}
 
-pub(super) fn drive<Op, V, E>(
+fn drive<Op, V, E>(
     submission: &Submission<'_, Op>,
     inputs: Vec<(DataId, Arc<V>)>,
     job: &JobId,
@@ -337,7 +337,7 @@ where
 
 /// Collects the executors' reports: as many as executors started, waiting a
 /// little for the last ones (a duplicated executor may still be winding down).
-pub(super) fn gather_reports(
+fn gather_reports(
     connection: &Connection,
     job: &JobId,
     listener: &mut dyn Listener,

@@ -46,12 +46,12 @@ pub enum Handled {
 /// Hosts executors in a worker process or a Lambda container: one at a time,
 /// with a tile cache and decoded jobs kept between invocations.
 pub struct Host<R: KernelRegistry> {
-    pub(super) registry: R,
-    pub(super) connection: Connection,
-    pub(super) worker: u32,
-    pub(super) jobs: Mutex<Vec<(JobId, Arc<LoadedJob<R>>)>>,
-    pub(super) cache: Mutex<WorkerCache<R::Value>>,
-    pub(super) executors: AtomicU32,
+    registry: R,
+    connection: Connection,
+    worker: u32,
+    jobs: Mutex<Vec<(JobId, Arc<LoadedJob<R>>)>>,
+    cache: Mutex<WorkerCache<R::Value>>,
+    executors: AtomicU32,
 }
 
 impl<R: KernelRegistry> std::fmt::Debug for Host<R> {
@@ -66,10 +66,10 @@ impl<R: KernelRegistry> std::fmt::Debug for Host<R> {
 /// Remote executors look at their mailbox and ask for spare capacity at most
 /// this often while they have work (each a round trip of 0.1 to 0.3 ms on a
 /// loaded 2-core machine, where a Cholesky task in 256-tiles takes about 1 ms).
-pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(2);
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Jobs a warm worker keeps decoded.
-pub(super) const WARM_JOBS: usize = 4;
+const WARM_JOBS: usize = 4;
 
 impl<R: KernelRegistry> Host<R> {
     /// A host numbered `worker` (for reports) on `connection`, with the
@@ -283,7 +283,7 @@ impl<R: KernelRegistry> Host<R> {
     }
 
     /// Says on standard error what went wrong with an invocation.
-    pub(super) fn log(&self, handled: Result<Handled, RemoteError>) {
+    fn log(&self, handled: Result<Handled, RemoteError>) {
         match handled {
             Ok(Handled::Failed { message }) => {
                 eprintln!("wukong worker: executor failed: {message}")
@@ -321,8 +321,8 @@ impl<R: KernelRegistry> Host<R> {
 
 /// Renews a lease from a thread of its own until dropped.
 pub(super) struct Renewal {
-    pub(super) stop: Option<std::sync::mpsc::Sender<()>>,
-    pub(super) thread: Option<std::thread::JoinHandle<()>>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Renewal {

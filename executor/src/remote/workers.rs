@@ -14,8 +14,8 @@ use super::{KernelRegistry, RemoteError};
 /// [`Connection::in_memory`] they run remote jobs with no server at all.
 #[derive(Debug)]
 pub struct WorkerThreads {
-    pub(super) stop: Arc<AtomicBool>,
-    pub(super) threads: Vec<std::thread::JoinHandle<Result<(), RemoteError>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Result<(), RemoteError>>>,
 }
 
 impl WorkerThreads {
@@ -75,7 +75,7 @@ impl Drop for WorkerThreads {
 /// Worker processes started by this process, stopped (killed) when dropped.
 #[derive(Debug)]
 pub struct WorkerProcesses {
-    pub(super) children: Vec<std::process::Child>,
+    children: Vec<std::process::Child>,
 }
 
 impl WorkerProcesses {
