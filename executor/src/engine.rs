@@ -38,7 +38,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -53,10 +53,10 @@ use wukong_storage::{
 const DONE_NODE: u64 = 1 << 32;
 
 use crate::cache::TileCache;
-use crate::invoke::{
-    Delivery, Dispatcher, ExecutorId, Idle, InlineInputs, InvokeError, Mailbox, Platform, Remote,
-    ThreadPool,
+use crate::platform::{
+    Delivered, Delivery, ExecutorId, Holder, Idle, InlineInputs, InvokeError, Mailbox, Platform,
 };
+use crate::pool::ThreadPool;
 use crate::{
     ExecError, ExecutorRecord, IoReport, Kernels, Progress, RunOptions, RunOutcome, RunReport,
     TaskRecord,
@@ -308,7 +308,7 @@ impl Engine {
         start: TaskId,
         id: ExecutorSlot,
         cache: &mut WorkerCache<K::Value>,
-        dispatcher: &dyn Dispatcher,
+        platform: &dyn Platform,
         inline: InlineInputs,
     ) -> Result<ExecutorReport, ExecError<K::Error>>
     where
@@ -324,8 +324,7 @@ impl Engine {
         }
         let plan = (self.config.scheduler != Scheduler::Numpywren)
             .then(|| ClusterPlan::new(dag, self.config.cluster));
-        let platform = Remote(dispatcher);
-        let mut run = Run::new(dag, kernels, &self.config, stores, job.clone(), &platform);
+        let mut run = Run::new(dag, kernels, &self.config, stores, job.clone(), platform);
         let invoke_error = |source| ExecError::Invoke {
             task: Some(start),
             source,
@@ -368,7 +367,7 @@ impl Engine {
             .and_then(|()| run.executor_loop(&mut executor));
         cache.cache = executor.cache;
         result?;
-        let end = run.start.elapsed();
+        let end = run.elapsed();
         Ok(ExecutorReport {
             executor: ExecutorRecord {
                 executor: id.executor,
@@ -635,7 +634,8 @@ struct Run<'a, Op, K: Kernels<Op>> {
     stopped: AtomicBool,
     next_executor: AtomicU32,
     io: Counters,
-    start: Instant,
+    /// When the run started, on the platform's clock.
+    start: Duration,
     progress: Option<&'a (dyn Fn(Progress) + Sync)>,
     /// Local Wukong runs: inputs that only one source task reads, handed to
     /// the executor that starts there instead of going through the store.
@@ -650,7 +650,7 @@ type Handoff<V> = HashMap<TaskId, Vec<(DataId, Arc<V>)>>;
 struct Local {
     priority: u64,
     task: std::cmp::Reverse<TaskId>,
-    /// The start taken over whose work this is (see [`Dispatcher::holder`]);
+    /// The start taken over whose work this is (see [`Platform::holder`]);
     /// `None`: the executor's own.
     origin: Option<TaskId>,
 }
@@ -683,8 +683,8 @@ struct Executor<V> {
     mailbox: Option<Arc<Mailbox>>,
     records: Vec<TaskRecord>,
     /// When the mailbox was last read, and spare capacity last asked for.
-    mail_read: Option<Instant>,
-    capacity_asked: Option<Instant>,
+    mail_read: Option<Duration>,
+    capacity_asked: Option<Duration>,
 }
 
 type Outcome<V, E> = Result<RunOutcome<V>, ExecError<E>>;
@@ -722,7 +722,7 @@ where
             stopped: AtomicBool::new(false),
             next_executor: AtomicU32::new(0),
             io: Counters::default(),
-            start: Instant::now(),
+            start: platform.clock().now(),
             progress: None,
             handoff: Mutex::new(HashMap::new()),
         }
@@ -730,17 +730,22 @@ where
 
     /// Whether a poll last made at `last` may be made again (see
     /// [`EngineConfig::poll_interval`]); if so, it counts as made now.
-    fn due(&self, last: &mut Option<Instant>) -> bool {
+    fn due(&self, last: &mut Option<Duration>) -> bool {
         let interval = self.config.poll_interval;
         if interval.is_zero() {
             return true;
         }
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < interval) {
+        let now = self.platform.clock().now();
+        if last.is_some_and(|t| now.saturating_sub(t) < interval) {
             return false;
         }
         *last = Some(now);
         true
+    }
+
+    /// The time since the run started.
+    fn elapsed(&self) -> Duration {
+        self.platform.clock().since(self.start)
     }
 
     fn wukong(&self) -> bool {
@@ -786,7 +791,7 @@ where
         add(&self.io.staged_bytes, bytes);
         add(&self.io.staged_objects, objects);
 
-        let start = Instant::now();
+        let start = self.elapsed();
         for task in dag.sources() {
             self.invoke(task)?;
         }
@@ -820,7 +825,7 @@ where
             }
             lives
         });
-        let wall = start.elapsed();
+        let wall = self.elapsed() - start;
         if let Some(failure) = self.failure.lock().take() {
             return Err(failure);
         }
@@ -865,7 +870,7 @@ where
                 break;
             }
             let id = ExecutorId(self.next_executor.fetch_add(1, Ordering::Relaxed));
-            let start = self.start.elapsed();
+            let start = self.elapsed();
             let mut executor = Executor {
                 id,
                 thread,
@@ -898,7 +903,7 @@ where
                 thread,
                 first_task: first,
                 start,
-                end: self.start.elapsed(),
+                end: self.elapsed(),
                 tasks: executor.records.len(),
             });
             tasks.append(&mut executor.records);
@@ -988,11 +993,7 @@ where
         for _ in 0..copies {
             add(&self.io.invocations, 1);
             let priority = self.dag.priority(task);
-            let result = if inputs.is_empty() {
-                self.platform.invoke(task, priority)
-            } else {
-                self.platform.invoke_inline(task, priority, inputs.clone())
-            };
+            let result = self.platform.invoke(task, priority, inputs.clone());
             result.map_err(|source| ExecError::Invoke {
                 task: Some(task),
                 source,
@@ -1211,7 +1212,7 @@ where
         origin: Option<TaskId>,
     ) -> Result<(), ExecError<K::Error>> {
         let dag = self.dag;
-        let start = self.start.elapsed();
+        let start = self.elapsed();
         let reads = dag.reads(task);
         let mut inputs = Vec::with_capacity(reads.len());
         for &data in reads {
@@ -1226,9 +1227,9 @@ where
             }
         }
 
-        let kernel_start = Instant::now();
+        let kernel_start = self.elapsed();
         let outputs = crate::local::execute_task(dag, self.kernels, task, inputs)?;
-        let kernel = kernel_start.elapsed();
+        let kernel = self.elapsed().saturating_sub(kernel_start);
         let writes = dag.writes(task);
         for (value, &data) in outputs.into_iter().zip(writes) {
             let needed = !dag.consumers(data).is_empty();
@@ -1253,7 +1254,7 @@ where
             executor: executor.id.0,
             thread: executor.thread,
             start,
-            end: self.start.elapsed(),
+            end: self.elapsed(),
             kernel,
         });
         // The first time this process sees the task finish, it is counted:
@@ -1282,7 +1283,10 @@ where
                     hold: Hold::Never,
                 })
                 .collect();
-            for (&child, joined) in children.iter().zip(self.join_all(task, "", joins, count)?) {
+            for (&child, joined) in children
+                .iter()
+                .zip(self.join_all(task, None, joins, count)?)
+            {
                 if joined.arrival == Some(Arrival::Completed) {
                     self.invoke(child)?;
                 }
@@ -1327,7 +1331,7 @@ where
     fn join_all(
         &self,
         parent: TaskId,
-        holder: &str,
+        holder: Option<Holder>,
         mut joins: Vec<Join>,
         count: Option<Edge>,
     ) -> Result<Vec<Joined>, ExecError<K::Error>> {
@@ -1341,7 +1345,11 @@ where
         }
         add(&self.io.arrivals, arrivals as u64);
         let mut joined = self
-            .block(self.stores.coordinator.join_all(&self.job, holder, &joins))
+            .block(self.stores.coordinator.join_all(
+                &self.job,
+                &holder.map(|h| h.to_string()).unwrap_or_default(),
+                &joins,
+            ))
             .map_err(|source| ExecError::Store {
                 task: Some(parent),
                 source,
@@ -1412,7 +1420,7 @@ where
             });
             fan_in.push((i, child, pending, first));
         }
-        let mut joined = self.join_all(task, &me, joins, count)?;
+        let mut joined = self.join_all(task, Some(me), joins, count)?;
         // Another executor holds these children: write, then arrive.
         let mut late = Vec::new();
         for (j, (_, child, pending, first)) in fan_in.iter().enumerate() {
@@ -1433,7 +1441,7 @@ where
                 hold: Hold::Never,
             })
             .collect();
-        for (&j, answer) in late.iter().zip(self.join_all(task, &me, joins, None)?) {
+        for (&j, answer) in late.iter().zip(self.join_all(task, Some(me), joins, None)?) {
             joined[j].arrival = answer.arrival;
         }
         // The arrivals that completed a child: run it where its held data is.
@@ -1442,7 +1450,13 @@ where
                 continue;
             }
             let pinned = plan.stays(task, i);
-            let holder = joined[j].holder.take().unwrap_or_else(|| me.clone());
+            let holder = match joined[j].holder.take() {
+                None => me,
+                Some(name) => name.parse::<Holder>().map_err(|_| ExecError::BadClaim {
+                    child,
+                    holder: name,
+                })?,
+            };
             if holder == me {
                 let pinned = pinned || executor.held.contains(&child);
                 self.push(executor, child, pinned, origin);
@@ -1450,16 +1464,21 @@ where
             }
             let delivered =
                 self.platform
-                    .deliver_to(&holder, child)
+                    .deliver(holder, child)
                     .map_err(|source| ExecError::Invoke {
                         task: Some(child),
                         source,
                     })?;
             match delivered {
-                Some(true) => add(&self.io.deliveries, 1),
+                Delivered::Yes => add(&self.io.deliveries, 1),
                 // The holder has ended, after writing what it held.
-                Some(false) => self.push(executor, child, pinned, origin),
-                None => return Err(ExecError::BadClaim { child, holder }),
+                Delivered::Ended => self.push(executor, child, pinned, origin),
+                Delivered::Unknown => {
+                    return Err(ExecError::BadClaim {
+                        child,
+                        holder: holder.to_string(),
+                    });
+                }
             }
         }
         Ok(())

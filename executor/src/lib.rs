@@ -45,10 +45,11 @@ mod cost;
 mod engine;
 mod error;
 mod gantt;
-mod invoke;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 mod local;
+mod platform;
+mod pool;
 pub mod remote;
 mod report;
 
@@ -56,10 +57,13 @@ pub use cost::{CostEstimate, PRICES, Prices};
 pub use engine::{Engine, EngineConfig, Scheduler, Stores};
 pub(crate) use engine::{ExecutorReport, ExecutorSlot, WorkerCache, data_key};
 pub use error::ExecError;
-pub(crate) use invoke::{Delivery, Dispatcher, InlineInputs, Waited};
-pub use invoke::{ExecutorId, InvokeError};
 pub use local::LocalExecutor;
+pub use platform::{
+    Delivered, Delivery, ExecutorId, Holder, Idle, InlineInputs, InvokeError, Mailbox, NotAHolder,
+    Platform,
+};
 pub use report::{ExecutorRecord, IoReport, RunReport, TaskRecord};
+pub use wukong_storage::{Clock, SystemClock};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -4,13 +4,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::{MemoryStore, StorageError};
+use crate::{Clock, MemoryStore, StorageError};
 
 /// Queues, counters, presence marks and mailboxes shared by a job's driver
 /// and its executors (worker processes or functions).
@@ -153,18 +153,21 @@ pub(crate) fn check_name(name: &str) -> Result<(), StorageError> {
 }
 
 /// The in-memory broker's state, shared with its listeners.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Board {
     state: Mutex<BoardState>,
     /// Notified (all waiters) on every push and delivery.
     changed: Notify,
+    /// What presence marks expire by.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Default)]
 struct BoardState {
     queues: HashMap<String, VecDeque<Vec<u8>>>,
     counters: HashMap<String, i64>,
-    presence: HashMap<String, HashMap<String, Instant>>,
+    /// Members of each set, with the time (of the board's clock) they were marked.
+    presence: HashMap<String, HashMap<String, Duration>>,
     mailboxes: HashMap<String, MailboxState>,
 }
 
@@ -176,6 +179,14 @@ struct MailboxState {
 }
 
 impl Board {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Mutex::default(),
+            changed: Notify::new(),
+            clock,
+        }
+    }
+
     fn enqueue(&self, queue: &str, message: &[u8], front: bool) -> Result<(), StorageError> {
         check_name(queue)?;
         {
@@ -255,7 +266,7 @@ impl Broker for MemoryStore {
                 .presence
                 .entry(set.to_owned())
                 .or_default()
-                .insert(member.to_owned(), Instant::now());
+                .insert(member.to_owned(), self.board.clock.now());
         } else if let Some(members) = state.presence.get_mut(set) {
             members.remove(member);
         }
@@ -270,9 +281,10 @@ impl Broker for MemoryStore {
     ) -> Result<u64, StorageError> {
         check_name(set)?;
         check_name(queue)?;
+        let now = self.board.clock.now();
         let mut state = self.board.state.lock();
         let present = state.presence.get_mut(set).map_or(0, |members| {
-            members.retain(|_, marked| marked.elapsed() <= within);
+            members.retain(|_, marked| now.saturating_sub(*marked) <= within);
             members.len() as u64
         });
         let queued = state.queues.get(queue).map_or(0, |q| q.len() as u64);

@@ -30,6 +30,7 @@
 //! ```
 
 mod broker;
+pub mod clock;
 pub mod codec;
 mod key;
 mod memory;
@@ -42,6 +43,7 @@ mod slot;
 pub mod wrap;
 
 pub use broker::{Broker, Listener, Woken};
+pub use clock::{Clock, SystemClock};
 pub use codec::{SharedValue, StoredValue};
 pub use key::{JobId, ObjectKey};
 pub use memory::MemoryStore;

@@ -1,6 +1,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -8,23 +8,32 @@ use parking_lot::Mutex;
 
 use crate::object::check_arrival;
 use crate::{
-    Arrival, Coordinator, JobId, Lease, Object, ObjectKey, ObjectStore, PutMode, SharedValue,
-    StorageError,
+    Arrival, Clock, Coordinator, JobId, Lease, Object, ObjectKey, ObjectStore, PutMode,
+    SharedValue, StorageError, SystemClock,
 };
 
 /// Objects, arrivals, claims, leases and messages in this process's memory:
 /// the embedded mode's store, and a broker for executors hosted in this
 /// process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     /// Per job, objects by name: lookups neither clone the job id nor
     /// compare whole keys. Values put with `put_value` are kept as they are.
     objects: Mutex<HashMap<JobId, BTreeMap<String, Object>>>,
     arrivals: Mutex<HashMap<JobId, HashMap<u64, FanIn>>>,
-    leases: Mutex<BTreeMap<(JobId, String), (String, Instant)>>,
+    /// Holder and expiry (a reading of `clock`) of each lease.
+    leases: Mutex<BTreeMap<(JobId, String), (String, Duration)>>,
     claims: Mutex<HashMap<JobId, HashMap<String, String>>>,
     /// Queues, counters, presence sets and mailboxes (see [`Broker`](crate::Broker)).
     pub(crate) board: Arc<crate::broker::Board>,
+    /// What leases and presence marks expire by.
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 /// The arrived edges of one child, and the edge that completed it.
@@ -38,6 +47,19 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose leases and presence marks expire by `clock`
+    /// (a virtual one in a simulation).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            objects: Mutex::default(),
+            arrivals: Mutex::default(),
+            leases: Mutex::default(),
+            claims: Mutex::default(),
+            board: Arc::new(crate::broker::Board::new(Arc::clone(&clock))),
+            clock,
+        }
     }
 
     fn insert(&self, key: &ObjectKey, value: Object, mode: PutMode) -> Result<(), StorageError> {
@@ -162,7 +184,7 @@ impl Coordinator for MemoryStore {
         ttl: Duration,
     ) -> Result<bool, StorageError> {
         let mut leases = self.leases.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         let key = (job.clone(), name.to_owned());
         match leases.get(&key) {
             Some((current, until)) if *until > now && current != holder => Ok(false),
@@ -181,7 +203,7 @@ impl Coordinator for MemoryStore {
         ttl: Duration,
     ) -> Result<bool, StorageError> {
         let mut leases = self.leases.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         match leases.get_mut(&(job.clone(), name.to_owned())) {
             Some((current, until)) if current == holder && *until > now => {
                 *until = now + ttl;
@@ -217,7 +239,7 @@ impl Coordinator for MemoryStore {
     }
 
     async fn expired(&self, job: &JobId) -> Result<Vec<Lease>, StorageError> {
-        let now = Instant::now();
+        let now = self.clock.now();
         Ok(self
             .leases
             .lock()

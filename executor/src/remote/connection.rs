@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use wukong_dag::TaskId;
 use wukong_storage::{
-    Broker, Coordinator, JobId, Listener, MemoryStore, ObjectStore, StorageError,
+    Broker, Clock, Coordinator, JobId, Listener, MemoryStore, ObjectStore, StorageError,
+    SystemClock,
 };
 
 use super::RemoteError;
 use super::host::Handled;
 use super::protocol::{
-    Failure, IDLE_WAIT, Invocation, Outcome, Target, done_queue, idle_set, lease_name,
+    Failure, IDLE_WAIT, Invocation, Outcome, StartLease, Target, done_queue, idle_set,
 };
 use crate::{InvokeError, Stores};
 
@@ -51,6 +52,8 @@ pub struct Connection {
     pub(super) stores: Stores,
     runtime: tokio::runtime::Handle,
     _io: Option<Arc<tokio::runtime::Runtime>>,
+    /// What waits, polls, leases and the driver's timeouts measure time by.
+    pub(super) clock: Arc<dyn Clock>,
     #[cfg(feature = "lambda")]
     pub(super) lambda: Option<crate::lambda::LambdaClient>,
 }
@@ -96,6 +99,13 @@ impl Connection {
         Self::new(store, stores, "memory")
     }
 
+    /// The same connection measuring time by `clock` (a virtual one in a
+    /// simulation; the system's by default).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// A connection over `broker` and `stores`, named `name` in reports. The
     /// runtime of `stores` drives both; without one, a private runtime does.
     pub fn new(
@@ -117,6 +127,7 @@ impl Connection {
             broker,
             runtime,
             _io: io,
+            clock: Arc::new(SystemClock),
             #[cfg(feature = "lambda")]
             lambda: None,
         })
@@ -212,6 +223,7 @@ impl Connection {
             broker: redis,
             runtime,
             _io: None,
+            clock: Arc::new(SystemClock),
             #[cfg(feature = "lambda")]
             lambda: None,
         })
@@ -246,11 +258,6 @@ impl Connection {
         self.runtime.block_on(future)
     }
 
-    /// The lease holder name of an executor running an attempt.
-    pub(super) fn holder(worker: u32, attempt: u32, executor: u32) -> String {
-        format!("a{attempt}.w{worker}.e{executor}")
-    }
-
     /// Takes the claim of an invocation and the lease of its start for
     /// `holder`; `false` if another executor has either (a duplicate).
     pub(super) fn take_start(
@@ -266,7 +273,7 @@ impl Connection {
         if self.block(coordinator.claim(job, &start_claim, holder))? != holder {
             return Ok(false);
         }
-        if !self.block(coordinator.acquire(job, &lease_name(task), holder, ttl))? {
+        if !self.block(coordinator.acquire(job, &StartLease(task).to_string(), holder, ttl))? {
             return Ok(false);
         }
         Ok(true)
@@ -326,7 +333,7 @@ impl Connection {
                 Some(client) => {
                     let failure = crate::lambda::FailureReport {
                         broker: Arc::clone(&self.broker),
-                        queue: format!("{}.done", invocation.job),
+                        queue: done_queue(&invocation.job),
                         message: failed_invocation,
                     };
                     client.invoke(&self.runtime, function, payload, failure)

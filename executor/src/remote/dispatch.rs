@@ -1,17 +1,21 @@
 //! The platform as a remote executor sees it: invoking executors, its
 //! mailboxes, and taking over starts while it waits.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wukong_dag::TaskId;
-use wukong_storage::{JobId, StorageError, Woken};
+use wukong_storage::{Clock, JobId, StorageError, Woken};
 
 use super::connection::{Connection, SharedListener};
 use super::host::Renewal;
-use super::protocol::{Failure, IDLE_WAIT, Invocation, Outcome, Target, idle_set, lease_name};
-use crate::{Delivery, Dispatcher, InvokeError, Waited};
+use super::protocol::{
+    Failure, IDLE_WAIT, Invocation, LeaseHolder, Outcome, StartLease, Target, idle_set,
+};
+use crate::{
+    Delivered, Delivery, ExecutorId, Holder, Idle, InlineInputs, InvokeError, Mailbox, Platform,
+};
 
 /// Starts executors of one job for an executor or the driver.
 pub(super) struct JobDispatcher<'a> {
@@ -44,10 +48,21 @@ pub(super) struct Waiting<'a> {
     pub(super) executor: u32,
     pub(super) lease: Duration,
     pub(super) tasks: usize,
-    /// When the job's spec was last seen in the store.
-    pub(super) checked: Mutex<Instant>,
+    /// When the job's spec was last seen in the store (connection's clock).
+    pub(super) checked: Mutex<Duration>,
     /// When the worker last marked itself idle, if it has not unmarked since.
-    pub(super) marked: Mutex<Option<Instant>>,
+    pub(super) marked: Mutex<Option<Duration>>,
+}
+
+/// What a waiting executor found.
+#[derive(Debug, PartialEq, Eq)]
+enum Waited {
+    /// A start of the job, now this executor's, with its inline inputs.
+    Start(TaskId, InlineInputs),
+    /// Nothing yet: look at the mailboxes, then wait again.
+    Nothing,
+    /// Stop waiting: write what is held and end.
+    End,
 }
 
 /// A start an executor took over: its mailbox cursor, and its lease, renewed
@@ -141,7 +156,7 @@ impl JobDispatcher<'_> {
             self.connection
                 .block(self.connection.stores.coordinator.release(
                     self.job,
-                    &lease_name(start),
+                    &StartLease(start).to_string(),
                     &holder,
                 ))?;
         }
@@ -191,8 +206,13 @@ impl JobDispatcher<'_> {
         {
             return Waited::Nothing;
         }
-        let holder = Connection::holder(waiting.worker, invocation.attempt, waiting.executor);
-        let lease = lease_name(task);
+        let holder = LeaseHolder {
+            attempt: invocation.attempt,
+            worker: waiting.worker,
+            executor: waiting.executor,
+        }
+        .to_string();
+        let lease = StartLease(task).to_string();
         // Once the start's claim is taken, only this executor will run it:
         // if it cannot, the job fails with the reason rather than wait for it.
         let failed = |error: StorageError| {
@@ -241,70 +261,20 @@ impl JobDispatcher<'_> {
     }
 }
 
-impl Dispatcher for JobDispatcher<'_> {
-    fn invoke(&self, task: TaskId, priority: f64) -> Result<(), InvokeError> {
-        self.invoke_with_inputs(task, priority, Vec::new())
-    }
-
-    fn invoke_with_inputs(
-        &self,
-        task: TaskId,
-        _priority: f64,
-        inputs: crate::InlineInputs,
-    ) -> Result<(), InvokeError> {
-        let mut invocation = Invocation::new(self.job, task, 0).with_inputs(&inputs);
-        // Inline inputs are a shortcut; if they make the payload too large,
-        // the executor reads them from the store like the others.
-        if invocation.to_bytes().is_err() {
-            invocation.inline.clear();
-        }
-        for _ in 0..1 + usize::from(self.duplicate) {
-            self.connection.invoke(self.target, &invocation)?;
-        }
-        Ok(())
-    }
-
-    fn spare_capacity(&self) -> usize {
-        self.connection.spare_capacity(self.target)
-    }
-
-    fn finished(&self) -> Result<(), InvokeError> {
-        self.connection.push_outcome(self.job, &Outcome::Done)
-    }
-
-    fn open_mailbox(&self) -> Result<bool, InvokeError> {
-        let Some((_, mailbox, _)) = self.mailboxes(&[]).pop() else {
-            return Ok(false);
-        };
-        self.connection
-            .block(self.connection.broker.open_mailbox(&mailbox))
-            .map_err(mail_error)?;
-        Ok(true)
-    }
-
-    fn holder(&self, origin: Option<TaskId>) -> String {
-        origin
-            .or(self.start)
-            .map_or_else(String::new, |start| format!("s{}", start.0))
-    }
-
-    fn take_mail(&self) -> Result<Vec<Delivery>, InvokeError> {
-        self.read_mail(false)
-    }
-
-    fn close_mailbox(&self) -> Result<Vec<Delivery>, InvokeError> {
-        self.read_mail(true)
-    }
-
+impl JobDispatcher<'_> {
+    /// The executor holds claims and has nothing to run: waits a little for
+    /// an invocation of the same job that it can take over (its start, whose
+    /// lease and mailbox it then keeps until it ends), or for mail.
     fn wait_for_start(&self) -> Result<Waited, InvokeError> {
         let Some(waiting) = &self.waiting else {
             return Ok(Waited::End);
         };
         let redis = &self.connection.broker;
+        let clock = &self.connection.clock;
         // A job that failed or finished elsewhere is deleted: stop waiting.
         {
             let mut checked = waiting.checked.lock().unwrap_or_else(|p| p.into_inner());
-            if checked.elapsed() >= WAIT_SLICE {
+            if clock.since(*checked) >= WAIT_SLICE {
                 let key = self.job.key("spec").map_err(mail_error)?;
                 if !self
                     .connection
@@ -313,7 +283,7 @@ impl Dispatcher for JobDispatcher<'_> {
                 {
                     return Ok(Waited::End);
                 }
-                *checked = Instant::now();
+                *checked = clock.now();
             }
         }
         // Marked idle while waiting and while running what was delivered
@@ -321,11 +291,11 @@ impl Dispatcher for JobDispatcher<'_> {
         // renewed as the worker's own loop does.
         let idle = idle_set(waiting.queue);
         let mut marked = waiting.marked.lock().unwrap_or_else(|p| p.into_inner());
-        if marked.is_none_or(|t| t.elapsed() >= IDLE_WAIT) {
+        if marked.is_none_or(|t| clock.since(t) >= IDLE_WAIT) {
             self.connection
                 .block(redis.mark_present(&idle, waiting.member, true))
                 .map_err(mail_error)?;
-            *marked = Some(Instant::now());
+            *marked = Some(clock.now());
         }
         let mailboxes: Vec<String> = {
             let adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
@@ -349,16 +319,109 @@ impl Dispatcher for JobDispatcher<'_> {
             Woken::Mail | Woken::Timeout => Waited::Nothing,
         })
     }
+}
 
-    fn deliver(&self, holder: &str, task: TaskId) -> Result<bool, InvokeError> {
-        let Some(start) = holder.strip_prefix('s').and_then(|s| s.parse::<u32>().ok()) else {
-            return Ok(false);
+impl Platform for JobDispatcher<'_> {
+    fn invoke(
+        &self,
+        task: TaskId,
+        _priority: f64,
+        inputs: InlineInputs,
+    ) -> Result<(), InvokeError> {
+        let mut invocation = Invocation::new(self.job, task, 0).with_inputs(&inputs);
+        // Inline inputs are a shortcut; if they make the payload too large,
+        // the executor reads them from the store like the others.
+        if invocation.to_bytes().is_err() {
+            invocation.inline.clear();
+        }
+        for _ in 0..1 + usize::from(self.duplicate) {
+            self.connection.invoke(self.target, &invocation)?;
+        }
+        Ok(())
+    }
+
+    fn spare_capacity(&self) -> usize {
+        self.connection.spare_capacity(self.target)
+    }
+
+    /// The executor's mailbox in the broker, read into a local one; none
+    /// for the driver, which runs no executor.
+    fn open_mailbox(&self, _: ExecutorId) -> Result<Option<Arc<Mailbox>>, InvokeError> {
+        let Some((_, mailbox, _)) = self.mailboxes(&[]).pop() else {
+            return Ok(None);
         };
         self.connection
+            .block(self.connection.broker.open_mailbox(&mailbox))
+            .map_err(mail_error)?;
+        Ok(Some(Arc::new(Mailbox::open())))
+    }
+
+    fn collect_mail(&self, mailbox: &Mailbox) -> Result<(), InvokeError> {
+        let tasks = self.read_mail(false)?;
+        if !tasks.is_empty() {
+            mailbox.deliver(tasks);
+        }
+        Ok(())
+    }
+
+    fn close_mailbox(&self, _: ExecutorId) -> Result<Vec<Delivery>, InvokeError> {
+        self.read_mail(true)
+    }
+
+    /// Claims are made in the name of the start whose work this is, so that
+    /// whoever re-runs it after it is lost finds what was delivered to it.
+    fn holder(&self, executor: ExecutorId, origin: Option<TaskId>) -> Holder {
+        origin
+            .or(self.start)
+            .map_or(Holder::Executor(executor), Holder::Start)
+    }
+
+    fn deliver(&self, holder: Holder, task: TaskId) -> Result<Delivered, InvokeError> {
+        let Holder::Start(start) = holder else {
+            return Ok(Delivered::Unknown);
+        };
+        let delivered = self
+            .connection
             .block(self.connection.broker.deliver(
-                &mailbox_name(self.job, start),
+                &mailbox_name(self.job, start.0),
                 task.0.to_string().as_bytes(),
             ))
-            .map_err(mail_error)
+            .map_err(mail_error)?;
+        Ok(if delivered {
+            Delivered::Yes
+        } else {
+            Delivered::Ended
+        })
+    }
+
+    fn deliveries_may_precede_data(&self) -> bool {
+        true
+    }
+
+    /// Waits for mail or a start to take over, as long as this executor's
+    /// worker has a queue to take starts from (worker processes); a failure
+    /// to look ends the wait.
+    fn idle(&self, mailbox: &Mailbox) -> Idle {
+        loop {
+            if self.collect_mail(mailbox).is_err() {
+                return Idle::End;
+            }
+            if mailbox.has_mail() {
+                return Idle::Mail;
+            }
+            match self.wait_for_start() {
+                Ok(Waited::Start(task, inputs)) => return Idle::Adopt(task, inputs),
+                Ok(Waited::Nothing) => {}
+                Ok(Waited::End) | Err(_) => return Idle::End,
+            }
+        }
+    }
+
+    fn finish(&self) -> Result<(), InvokeError> {
+        self.connection.push_outcome(self.job, &Outcome::Done)
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.connection.clock
     }
 }

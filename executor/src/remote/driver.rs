@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,12 +14,12 @@ use wukong_storage::{JobId, Listener, ObjectStoreExt, PutMode, StoredValue};
 use super::connection::{Connection, setup};
 use super::dispatch::JobDispatcher;
 use super::protocol::{
-    Invocation, JobSpec, Outcome, ReportMessage, Target, done_queue, reports_queue,
-    started_counter, unix_ms,
+    Invocation, JobSpec, LeaseHolder, Outcome, ReportMessage, StartLease, Target, done_queue,
+    reports_queue, started_counter, unix_ms,
 };
 use super::{FORMAT, RemoteError};
 use crate::{
-    Dispatcher, Engine, EngineConfig, ExecError, ExecutorRecord, IoReport, RunOutcome, RunReport,
+    Engine, EngineConfig, ExecError, ExecutorRecord, IoReport, Platform, RunOutcome, RunReport,
     Scheduler, TaskRecord,
 };
 
@@ -208,7 +208,8 @@ where
         .block(connection.broker.listener())
         .map_err(RemoteError::from)?;
 
-    let start = Instant::now();
+    let clock = &*connection.clock;
+    let start = clock.now();
     let start_unix_ms = unix_ms();
     let dispatcher = JobDispatcher {
         connection,
@@ -231,7 +232,7 @@ where
             }
         }
         dispatcher
-            .invoke_with_inputs(task, 0.0, inline)
+            .invoke(task, 0.0, inline)
             .map_err(|source| ExecError::Invoke {
                 task: Some(task),
                 source,
@@ -245,7 +246,7 @@ where
     }
     let poll = (remote.lease / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
     // Starts invoked again after their lease expired: attempt sent, and when.
-    let mut retried: HashMap<u32, (u32, Instant)> = HashMap::new();
+    let mut retried: HashMap<u32, (u32, Duration)> = HashMap::new();
     let done_queue = done_queue(job);
     loop {
         let popped = connection
@@ -272,13 +273,13 @@ where
         let started = connection
             .block(connection.broker.add_to_counter(&started_counter(job), 0))
             .map_err(RemoteError::from)?;
-        if started == 0 && start.elapsed() > remote.start_timeout {
+        if started == 0 && clock.since(start) > remote.start_timeout {
             return Err(RemoteError::NoExecutors {
                 seconds: remote.start_timeout.as_secs(),
             }
             .into());
         }
-        if start.elapsed() > remote.job_timeout {
+        if clock.since(start) > remote.job_timeout {
             return Err(RemoteError::TimedOut {
                 seconds: remote.job_timeout.as_secs(),
                 started,
@@ -287,23 +288,14 @@ where
         }
         let expired = connection.block(connection.stores.coordinator.expired(job));
         for lease in expired.map_err(RemoteError::from)? {
-            let Some(task) = lease
-                .name
-                .strip_prefix("x/")
-                .and_then(|t| t.parse::<u32>().ok())
-            else {
+            let Some(StartLease(TaskId(task))) = StartLease::parse(&lease.name) else {
                 continue;
             };
-            let attempt = lease
-                .holder
-                .strip_prefix('a')
-                .and_then(|h| h.split('.').next())
-                .and_then(|a| a.parse::<u32>().ok())
-                .unwrap_or(0);
+            let attempt = LeaseHolder::parse(&lease.holder).map_or(0, |h| h.attempt);
             // A re-invocation that has not taken the lease yet gets time to start.
             if let Some(&(sent, when)) = retried.get(&task) {
                 let grace = remote.lease * 3 + remote.start_timeout.min(Duration::from_secs(30));
-                if sent > attempt && when.elapsed() < grace {
+                if sent > attempt && clock.since(when) < grace {
                     continue;
                 }
             }
@@ -322,10 +314,10 @@ where
                     source,
                 })?;
             invocations += 1;
-            retried.insert(task, (next, Instant::now()));
+            retried.insert(task, (next, clock.now()));
         }
     }
-    let wall = start.elapsed();
+    let wall = clock.since(start);
     let outputs = engine.collect(dag, &connection.stores, job)?;
     let mut report = gather_reports(connection, job, listener.as_mut(), start_unix_ms)?;
     report.scheduler = scheduler.name().into();
@@ -345,12 +337,13 @@ fn gather_reports(
 ) -> Result<RunReport, RemoteError> {
     let started = connection.block(connection.broker.add_to_counter(&started_counter(job), 0))?;
     let queue = reports_queue(job);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let clock = &*connection.clock;
+    let deadline = clock.now() + Duration::from_secs(2);
     let mut tasks: Vec<TaskRecord> = Vec::new();
     let mut executors: Vec<ExecutorRecord> = Vec::new();
     let mut io = IoReport::default();
     let mut workers = std::collections::HashSet::new();
-    while (executors.len() as i64) < started && Instant::now() < deadline {
+    while (executors.len() as i64) < started && clock.now() < deadline {
         let Some((_, bytes)) =
             connection.block(listener.pop(&[&queue], Duration::from_millis(200)))?
         else {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wukong_dag::{Dag, TaskId};
 use wukong_storage::JobId;
@@ -11,8 +11,8 @@ use wukong_storage::JobId;
 use super::connection::{Connection, SharedListener};
 use super::dispatch::{JobDispatcher, Waiting};
 use super::protocol::{
-    Failure, IDLE_WAIT, Invocation, JobSpec, ReportMessage, idle_set, lease_name, reports_queue,
-    started_counter, unix_ms,
+    Failure, IDLE_WAIT, Invocation, JobSpec, LeaseHolder, ReportMessage, StartLease, idle_set,
+    reports_queue, started_counter, unix_ms,
 };
 use super::{FORMAT, KernelRegistry, RemoteError};
 use crate::{Engine, EngineConfig, ExecutorSlot, Scheduler, WorkerCache};
@@ -168,8 +168,13 @@ impl<R: KernelRegistry> Host<R> {
             });
         }
         let executor = self.executors.fetch_add(1, Ordering::Relaxed);
-        let holder = Connection::holder(self.worker, invocation.attempt, executor);
-        let lease = lease_name(task);
+        let holder = LeaseHolder {
+            attempt: invocation.attempt,
+            worker: self.worker,
+            executor,
+        }
+        .to_string();
+        let lease = StartLease(task).to_string();
         let ttl = Duration::from_millis(loaded.spec.lease_ms);
         // Executors are counted (their reports are awaited); starts taken
         // over by a running one are not.
@@ -209,7 +214,7 @@ impl<R: KernelRegistry> Host<R> {
                 executor,
                 lease: ttl,
                 tasks: loaded.dag.num_tasks(),
-                checked: Mutex::new(Instant::now()),
+                checked: Mutex::new(self.connection.clock.now()),
                 marked: Mutex::new(None),
             }),
             adopted: Mutex::new(Vec::new()),

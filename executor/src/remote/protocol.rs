@@ -305,7 +305,9 @@ pub(super) struct ReportMessage {
     pub(super) report: ExecutorReport,
 }
 
-pub(super) fn done_queue(job: &JobId) -> String {
+/// Where a job's outcome (done, failed) is pushed, for `job` as a [`JobId`]
+/// or as the text an invocation carries.
+pub(super) fn done_queue(job: &impl std::fmt::Display) -> String {
     format!("{job}.done")
 }
 
@@ -324,12 +326,85 @@ pub(super) fn idle_set(queue: &str) -> String {
 /// How long a worker waits on its queue before renewing its idle mark.
 pub(super) const IDLE_WAIT: Duration = Duration::from_secs(1);
 
-pub(super) fn lease_name(task: TaskId) -> String {
-    format!("x/{}", task.0)
+/// The lease an executor renews while it runs a start's work: `x/<task>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StartLease(pub(super) TaskId);
+
+impl std::fmt::Display for StartLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "x/{}", self.0.0)
+    }
+}
+
+impl StartLease {
+    /// The lease a coordinator lists under `name`; `None` for other names.
+    pub(super) fn parse(name: &str) -> Option<Self> {
+        let task = name.strip_prefix("x/")?.parse().ok()?;
+        Some(Self(TaskId(task)))
+    }
+}
+
+/// Who holds a start's lease and claim: an attempt of the start, run by an
+/// executor on a worker: `a<attempt>.w<worker>.e<executor>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LeaseHolder {
+    pub(super) attempt: u32,
+    pub(super) worker: u32,
+    pub(super) executor: u32,
+}
+
+impl std::fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            attempt,
+            worker,
+            executor,
+        } = self;
+        write!(f, "a{attempt}.w{worker}.e{executor}")
+    }
+}
+
+impl LeaseHolder {
+    /// The holder named `name`; `None` if it is not one.
+    pub(super) fn parse(name: &str) -> Option<Self> {
+        let mut parts = name.split('.');
+        let mut number = |prefix: char| parts.next()?.strip_prefix(prefix)?.parse().ok();
+        let holder = Self {
+            attempt: number('a')?,
+            worker: number('w')?,
+            executor: number('e')?,
+        };
+        parts.next().is_none().then_some(holder)
+    }
 }
 
 pub(super) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_and_holders_print_and_parse_back() {
+        let lease = StartLease(TaskId(42));
+        assert_eq!(lease.to_string(), "x/42");
+        assert_eq!(StartLease::parse(&lease.to_string()), Some(lease));
+        for bad in ["x/", "x/-1", "hold/3", "x3"] {
+            assert_eq!(StartLease::parse(bad), None, "{bad}");
+        }
+        let holder = LeaseHolder {
+            attempt: 2,
+            worker: 7,
+            executor: 31,
+        };
+        assert_eq!(holder.to_string(), "a2.w7.e31");
+        assert_eq!(LeaseHolder::parse(&holder.to_string()), Some(holder));
+        for bad in ["", "a2.w7", "a2.w7.e31.x", "w7.a2.e31", "a.w7.e31"] {
+            assert_eq!(LeaseHolder::parse(bad), None, "{bad}");
+        }
+    }
 }
