@@ -28,9 +28,11 @@ use std::sync::Barrier;
 use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::BenchError;
 use wukong::BackendKind;
 use wukong::linalg::{
-    BlockMatrix, Diagonal, LinalgError, Side, Tile, TileBackend, Transpose, Triangle, tile,
+    BlockMatrix, Diagonal, LinalgError, Side, Tile, TileBackend, Transpose, Triangle, flops, tile,
 };
 
 /// Whole-matrix references and tile-kernel throughput, measured in one run.
@@ -93,41 +95,34 @@ pub fn measure(
     threads: usize,
     repeat: usize,
     seed: u64,
-) -> Result<Ceiling, String> {
+) -> Result<Ceiling, BenchError> {
     if n == 0 || threads == 0 || repeat == 0 {
-        return Err("n, threads and repeat must be positive".into());
+        return Err(BenchError::Usage(
+            "n, threads and repeat must be positive".into(),
+        ));
     }
     if let Some(&t) = tiles.iter().find(|&&t| t == 0 || n % t != 0) {
-        return Err(format!("tile size {t} must divide n = {n}"));
+        return Err(BenchError::Usage(format!(
+            "tile size {t} must divide n = {n}"
+        )));
     }
-    let kernels = backend.kernels().map_err(|e| e.to_string())?;
-    let error = |e: LinalgError| e.to_string();
-    let a = BlockMatrix::random(n, n, n, n, seed)
-        .map_err(error)?
-        .to_array();
-    let b = BlockMatrix::random(n, n, n, n, seed.wrapping_add(1))
-        .map_err(error)?
-        .to_array();
-    let spd = BlockMatrix::random_spd(n, n, seed.wrapping_add(2))
-        .map_err(error)?
-        .to_array();
+    let kernels = backend.kernels()?;
+    let a = BlockMatrix::random(n, n, n, n, seed)?.to_array();
+    let b = BlockMatrix::random(n, n, n, n, seed.wrapping_add(1))?.to_array();
+    let spd = BlockMatrix::random_spd(n, n, seed.wrapping_add(2))?.to_array();
     let mut gemm = Vec::with_capacity(repeat);
     let mut cholesky = Vec::with_capacity(repeat);
     let mut tile_seconds = vec![Vec::with_capacity(repeat); tiles.len()];
     let mut cholesky_tiles = vec![Vec::with_capacity(repeat); tiles.len()];
     for _ in 0..repeat {
         let start = Instant::now();
-        let product = kernels
-            .matmul_whole(a.view(), b.view(), threads)
-            .map_err(error)?;
+        let product = kernels.matmul_whole(a.view(), b.view(), threads)?;
         gemm.push(start.elapsed().as_secs_f64());
         drop(product);
 
         let mut factor = spd.clone();
         let start = Instant::now();
-        kernels
-            .cholesky_whole(factor.view_mut(), threads)
-            .map_err(error)?;
+        kernels.cholesky_whole(factor.view_mut(), threads)?;
         cholesky.push(start.elapsed().as_secs_f64());
         drop(factor);
 
@@ -145,8 +140,8 @@ pub fn measure(
     }
     let gemm_seconds = median(&mut gemm);
     let cholesky_seconds = median(&mut cholesky);
-    let gemm_gflops = 2.0 * (n as f64).powi(3) / gemm_seconds / 1e9;
-    let cholesky_gflops = (n as f64).powi(3) / 3.0 / cholesky_seconds / 1e9;
+    let gemm_gflops = flops::gemm(n, n, n) / gemm_seconds / 1e9;
+    let cholesky_gflops = flops::cholesky(n) / cholesky_seconds / 1e9;
     let count = |calls: &[(Kernel, usize)]| calls.iter().map(|&(_, c)| c).sum::<usize>();
     let tiles: Vec<TileCeiling> = tiles
         .iter()
@@ -160,7 +155,7 @@ pub fn measure(
                 tile: t,
                 calls,
                 seconds,
-                gflops: 2.0 * (t as f64).powi(3) * calls as f64 / seconds / 1e9,
+                gflops: flops::gemm(t, t, t) * calls as f64 / seconds / 1e9,
                 gemm_bound: gemm_seconds / seconds,
                 cholesky_calls: count(&cholesky_calls(n / t)),
                 cholesky_kernel_seconds,
@@ -279,8 +274,8 @@ fn concurrent_kernels(
     t: usize,
     calls: &[(Kernel, usize)],
     threads: usize,
-) -> Result<f64, String> {
-    let kernels = backend.kernels().map_err(|e| e.to_string())?;
+) -> Result<f64, BenchError> {
+    let kernels = backend.kernels()?;
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -298,25 +293,21 @@ fn concurrent_kernels(
                         Ok::<_, LinalgError>(tiles)
                     }));
                     barrier.wait();
-                    let mut tiles = prepared
-                        .map_err(|_| "a tile kernel thread panicked".to_owned())?
-                        .map_err(|e| e.to_string())?;
+                    let mut tiles = prepared.map_err(|_| BenchError::Panicked)??;
                     for &(kernel, count) in calls {
                         let share = count / threads + usize::from(worker < count % threads);
                         for _ in 0..share {
-                            tiles.run(kernels, kernel).map_err(|e| e.to_string())?;
+                            tiles.run(kernels, kernel)?;
                         }
                     }
-                    Ok::<_, String>(())
+                    Ok::<_, BenchError>(())
                 })
             })
             .collect();
         barrier.wait();
         let start = Instant::now();
         for worker in workers {
-            worker
-                .join()
-                .map_err(|_| "a tile kernel thread panicked".to_owned())??;
+            worker.join().map_err(|_| BenchError::Panicked)??;
         }
         Ok(start.elapsed().as_secs_f64())
     })
@@ -429,11 +420,15 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let err = measure(BackendKind::Faer, 64, &[128], 2, 1, 7).unwrap_err();
+        let usage = |n, tile, threads| match measure(BackendKind::Faer, n, &[tile], threads, 1, 7) {
+            Err(BenchError::Usage(message)) => message,
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        let err = usage(64, 128, 2);
         assert!(err.contains("tile size 128 must divide n = 64"), "{err}");
-        let err = measure(BackendKind::Faer, 64, &[24], 2, 1, 7).unwrap_err();
+        let err = usage(64, 24, 2);
         assert!(err.contains("tile size 24"), "{err}");
-        let err = measure(BackendKind::Faer, 64, &[32], 0, 1, 7).unwrap_err();
+        let err = usage(64, 32, 0);
         assert!(err.contains("positive"), "{err}");
     }
 }

@@ -34,6 +34,7 @@
 pub mod algorithms;
 mod block;
 mod error;
+pub mod flops;
 pub mod kernels;
 mod layout;
 mod lazy;
@@ -42,8 +43,8 @@ mod ops;
 mod rng;
 pub mod tile;
 
-pub use algorithms::cholesky::{CholeskyPlan, cholesky_flops, cholesky_plan, cholesky_task_count};
-pub use algorithms::gemm::{GemmPlan, gemm_flops, gemm_plan};
+pub use algorithms::cholesky::{CholeskyPlan, cholesky_plan, cholesky_task_count};
+pub use algorithms::gemm::{GemmPlan, gemm_plan};
 pub use algorithms::qr::{Panel, QrPlan, qr_plan, qr_plan_with};
 pub use algorithms::solve::{SolvePlan, cholesky_solve_plan, lstsq_plan, triangular_solve_plan};
 pub use algorithms::svd::{

@@ -9,9 +9,9 @@ use serde::Serialize;
 use wukong_executor::{RunOptions, RunReport};
 use wukong_linalg::{
     BlockMatrix, Diagonal, LinalgError, Panel, QrMethod, RandomizedSvd, Side, SvdParts,
-    TileBackend, TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, full_svd_plan_with,
-    lstsq_plan, qr_plan_with, randomized_svd_plan, tall_svd_plan, tile, triangular_solve_plan,
-    tsqr_plan,
+    TileBackend, TileLayout, Transpose, Tree, Triangle, cholesky_solve_plan, flops,
+    full_svd_plan_with, lstsq_plan, qr_plan_with, randomized_svd_plan, tall_svd_plan, tile,
+    triangular_solve_plan, tsqr_plan,
 };
 
 use super::{Algorithm, Operand, Timings, Workload, WorkloadReport, check};
@@ -85,13 +85,6 @@ impl Default for Params {
             rhs: 16,
         }
     }
-}
-
-/// Floating-point operations of a Householder QR of an `m × n` matrix.
-pub fn qr_flops(m: usize, n: usize) -> f64 {
-    let (m, n) = (m as f64, n as f64);
-    let k = m.min(n);
-    2.0 * m * n * k - (m + n) * k * k + 2.0 * k.powi(3) / 3.0
 }
 
 fn relative(difference: ArrayView2<'_, f64>, scale: f64) -> f64 {
@@ -367,7 +360,7 @@ impl Workload {
                 _ => timings.residual = Some(check::qr(runtime, &a, q.as_ref(), &r)?),
             }
         }
-        let flops = qr_flops(m, n) * if p.explicit_q { 2.0 } else { 1.0 };
+        let flops = flops::qr(m, n) * if p.explicit_q { 2.0 } else { 1.0 };
         self.finish(runtime, m, n, flops, tasks, timings)
     }
 
@@ -386,19 +379,14 @@ impl Workload {
             SvdKind::Randomized | SvdKind::Full => (self.tile, self.tile),
         };
         let flops = match p.svd {
-            SvdKind::Tall => qr_flops(m, n) * if p.vectors { 2.0 } else { 1.0 },
+            SvdKind::Tall => flops::qr(m, n) * if p.vectors { 2.0 } else { 1.0 },
             SvdKind::Randomized => {
-                let products = (2 + 2 * p.power_iterations) as f64 * 2.0 * (m * n * l) as f64;
-                let orth = (p.power_iterations + 1) as f64 * qr_flops(m, l) * 2.0
-                    + (p.power_iterations + 1) as f64 * qr_flops(n, l) * 2.0;
+                let products = (2 + 2 * p.power_iterations) as f64 * flops::gemm(m, n, l);
+                let orth = (p.power_iterations + 1) as f64 * flops::qr(m, l) * 2.0
+                    + (p.power_iterations + 1) as f64 * flops::qr(n, l) * 2.0;
                 products + orth
             }
-            SvdKind::Full => {
-                // LAPACK's count for the bidiagonal reduction, tripled with vectors.
-                let (big, small) = (m.max(n) as f64, m.min(n) as f64);
-                let reduce = 4.0 * big * small * small - 4.0 * small.powi(3) / 3.0;
-                reduce * if p.vectors { 3.0 } else { 1.0 }
-            }
+            SvdKind::Full => flops::svd(m, n, p.vectors),
         };
         let a = self.operand(Operand::A, tile_rows, tile_cols, || {
             BlockMatrix::random(m, n, tile_rows, tile_cols, self.seed)
@@ -585,12 +573,11 @@ impl Workload {
                         }
                     });
                 }
-                let flops = (n * n * p.rhs) as f64 * if cholesky { 2.0 } else { 1.0 }
-                    + if cholesky {
-                        (n as f64).powi(3) / 3.0
-                    } else {
-                        0.0
-                    };
+                // Cholesky: the factorization and two triangular solves.
+                let flops = match cholesky {
+                    true => flops::cholesky(n) + 2.0 * flops::trsm(n, p.rhs),
+                    false => flops::trsm(n, p.rhs),
+                };
                 self.finish(runtime, n, p.rhs, flops, tasks, timings)
             }
             SolveKind::Lstsq => {
@@ -641,7 +628,7 @@ impl Workload {
                         None => check::lstsq(runtime, &a, &x, &b)?,
                     });
                 }
-                self.finish(runtime, m, p.rhs, qr_flops(m, n + p.rhs), tasks, timings)
+                self.finish(runtime, m, p.rhs, flops::qr(m, n + p.rhs), tasks, timings)
             }
         }
     }

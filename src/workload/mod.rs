@@ -10,8 +10,7 @@ use serde::Serialize;
 use wukong_executor::{Progress, RunOptions, RunReport, Scheduler};
 use wukong_linalg::npy::{self, NpyMatrix, Overwrite, Staged};
 use wukong_linalg::{
-    BackendKind, BlockMatrix, LinalgError, TileLayout, cholesky_flops, cholesky_plan, gemm_flops,
-    gemm_plan, tile,
+    BackendKind, BlockMatrix, LinalgError, TileLayout, cholesky_plan, flops, gemm_plan, tile,
 };
 
 use crate::{Error, Runtime};
@@ -894,7 +893,7 @@ impl Workload {
         }
         let tasks = computed.tasks;
         timings.run = computed.report;
-        self.finish(runtime, m, k, gemm_flops(m, n, k), tasks, timings)
+        self.finish(runtime, m, k, flops::gemm(m, n, k), tasks, timings)
     }
 
     fn cholesky(
@@ -964,7 +963,7 @@ impl Workload {
         }
         let tasks = computed.tasks;
         timings.run = computed.report;
-        self.finish(runtime, n, n, cholesky_flops(n), tasks, timings)
+        self.finish(runtime, n, n, flops::cholesky(n), tasks, timings)
     }
 }
 

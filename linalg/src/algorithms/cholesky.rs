@@ -23,12 +23,6 @@ pub struct CholeskyPlan {
     pub l: TileMap,
 }
 
-/// Floating-point operations of a Cholesky factorization of order `n`.
-pub fn cholesky_flops(n: usize) -> f64 {
-    let n = n as f64;
-    n * n * n / 3.0
-}
-
 /// Number of tasks of the tiled Cholesky on a `t × t` tile grid.
 pub fn cholesky_task_count(t: usize) -> usize {
     // potrf: t, trsm and syrk: t(t-1)/2 each, gemm: C(t, 3).

@@ -23,11 +23,6 @@ pub struct GemmPlan {
     pub c: TileMap,
 }
 
-/// Floating-point operations of an `m×k` by `k×n` product.
-pub fn gemm_flops(m: usize, n: usize, k: usize) -> f64 {
-    2.0 * m as f64 * n as f64 * k as f64
-}
-
 /// Plans `α·A·B` or, with `c`, `α·A·B + β·C`. The inner tile sizes must agree
 /// (`A`'s tile columns are `B`'s tile rows) and `C` must be laid out like the result.
 pub fn gemm_plan(
