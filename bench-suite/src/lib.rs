@@ -29,6 +29,23 @@ pub mod storage;
 use wukong::BackendKind;
 use wukong::workload::{Workload, WorkloadReport};
 
+/// Why a measurement could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Parameters the measurement cannot use.
+    #[error("{0}")]
+    Usage(String),
+    /// A kernel or a matrix generator failed.
+    #[error(transparent)]
+    Linalg(#[from] wukong::linalg::LinalgError),
+    /// A thread of the measurement panicked.
+    #[error("a tile kernel thread panicked")]
+    Panicked,
+    /// A reference program (python3 with boto3) could not run or gave no figures.
+    #[error("{0}")]
+    Reference(String),
+}
+
 /// Runs `base` once for each backend and tile size, calling `on_report` after each.
 pub fn sweep(
     base: &Workload,

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use wukong::storage::{Coordinator, JobId, ObjectStore, ObjectStoreExt, PutMode, StorageError};
 
+use crate::BenchError;
+
 /// What one store measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreReport {
@@ -170,7 +172,7 @@ pub fn boto3_benchmark(
     bucket: &str,
     object_bytes: usize,
     objects: usize,
-) -> Result<(f64, f64), String> {
+) -> Result<(f64, f64), BenchError> {
     const SCRIPT: &str = r#"
 import sys, time, boto3
 endpoint, bucket, size, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -193,15 +195,16 @@ print(size * count / 1e6 / put, size * count / 1e6 / get)
         .args(["-c", SCRIPT, endpoint, bucket])
         .args([object_bytes.to_string(), objects.to_string()])
         .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
+        .map_err(|e| BenchError::Reference(format!("cannot run python3: {e}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(stderr.lines().last().unwrap_or("python3 failed").to_owned());
+        let last = stderr.lines().last().unwrap_or("python3 failed");
+        return Err(BenchError::Reference(last.to_owned()));
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let mut values = text.split_whitespace().map(str::parse::<f64>);
     match (values.next(), values.next()) {
         (Some(Ok(put)), Some(Ok(get))) => Ok((put, get)),
-        _ => Err(format!("unexpected output {text:?}")),
+        _ => Err(BenchError::Reference(format!("unexpected output {text:?}"))),
     }
 }

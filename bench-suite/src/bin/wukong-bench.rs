@@ -174,12 +174,12 @@ fn main() -> ExitCode {
         } => {
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-            wukong_bench::ceiling::measure(backend, n, &tiles, threads, repeat, seed).and_then(
-                |c| {
+            wukong_bench::ceiling::measure(backend, n, &tiles, threads, repeat, seed)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
                     print!("{}", wukong_bench::ceiling::table(&c));
                     write_json(&json, &c)
-                },
-            )
+                })
         }
         Command::Overhead {
             tasks,
