@@ -3,13 +3,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wukong::dag::Operation;
 use wukong::executor::Progress;
 use wukong::linalg::npy::Overwrite;
 use wukong::memory::format_bytes;
-use wukong::storage::StorageError;
 use wukong::workload::{
     Algorithm, Inputs, Mode, Output, Params, Remote, SolveKind, SvdKind, Workload, WorkloadReport,
 };
@@ -37,16 +36,6 @@ enum Command {
     Worker(WorkerArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
-    /// Threads of this process.
-    Local,
-    /// `wukong worker` processes sharing Redis.
-    Processes,
-    /// AWS Lambda functions (`wukong-lambda`) sharing Redis.
-    Lambda,
-}
-
 #[derive(clap::Args)]
 struct WorkerArgs {
     /// Redis URL (`redis://[:password@]host:port`, `rediss://` for TLS).
@@ -66,79 +55,11 @@ struct WorkerArgs {
     index: Option<u32>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum AlgorithmArg {
-    /// C = A·B.
-    Gemm,
-    /// A = L·Lᵀ.
-    Cholesky,
-    /// A = Q·R of a tall-skinny matrix (--m rows, --n columns, --tile rows per tile).
-    Tsqr,
-    /// A = Q·R of a general matrix (--m ≥ --n) by tile Householder QR (--q for Q).
-    Qr,
-    /// Singular values (and vectors with --vectors): --svd tall, randomized or full.
-    Svd,
-    /// A solve with --rhs right-hand sides: --solve triangular, cholesky or lstsq.
-    Solve,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PanelArg {
-    /// Each tile eliminated against the running R in turn (TS kernels).
-    Flat,
-    /// Tiles factored at once, their Rs eliminated up a binary tree (TT kernels).
-    Binary,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LeafArg {
-    /// Householder reflections.
-    Householder,
-    /// CholeskyQR2 with a Householder fallback.
-    CholeskyQr2,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SvdArg {
-    /// Exact SVD of a tall-skinny matrix through TSQR.
-    Tall,
-    /// Randomized truncated SVD (--rank, --oversampling, --power).
-    Randomized,
-    /// Full SVD of any matrix: tile QR/LQ reduction to band form (bandwidth --tile), then the band's SVD
-    Full,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SolveArg {
-    /// L·X = B, L lower triangular.
-    Triangular,
-    /// A·X = B, A symmetric positive definite.
-    Cholesky,
-    /// min ‖A·X − B‖ for a tall A (--m rows, --n columns).
-    Lstsq,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BackendArg {
-    Faer,
-    Openblas,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SchedulerArg {
-    /// Decentralized executors that become their children and keep data local.
-    Wukong,
-    /// A central queue; every tile through the store (the baseline).
-    Numpywren,
-    /// Threads sharing memory, no store (the in-process upper bound).
-    Shared,
-}
-
 #[derive(clap::Args)]
 struct RunArgs {
     /// The algorithm.
     #[arg(value_enum)]
-    algorithm: AlgorithmArg,
+    algorithm: Algorithm,
     /// Order of the matrix (Cholesky, triangular and Cholesky solves),
     /// columns of C (GEMM) or of A (TSQR, SVD, least squares). Not with
     /// --a: the shape comes from the file.
@@ -193,17 +114,17 @@ struct RunArgs {
     /// faster on tall tiles and falls back to Householder where it would
     /// lose accuracy).
     #[arg(long, value_enum, default_value = "cholesky-qr2")]
-    leaf: LeafArg,
+    leaf: QrMethod,
     /// TSQR: form Q explicitly, not only R.
     #[arg(long)]
     q: bool,
     /// Tile QR and full SVD: how the tiles of a panel are reduced (binary:
     /// communication-avoiding, shorter critical path, more flops).
     #[arg(long, value_enum, default_value = "flat")]
-    panel: PanelArg,
+    panel: Panel,
     /// SVD: which one.
     #[arg(long, value_enum, default_value = "tall")]
-    svd: SvdArg,
+    svd: SvdKind,
     /// SVD: compute the singular vectors too.
     #[arg(long)]
     vectors: bool,
@@ -218,7 +139,7 @@ struct RunArgs {
     power: usize,
     /// Solve: which system.
     #[arg(long, value_enum, default_value = "cholesky")]
-    solve: SolveArg,
+    solve: SolveKind,
     /// Solve: right-hand sides (not with --b, whose columns they are).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..),
           conflicts_with = "b")]
@@ -228,7 +149,7 @@ struct RunArgs {
     threads: Option<u64>,
     /// Tile-kernel backend of both the tiled run and the reference.
     #[arg(long, value_enum, default_value = "faer")]
-    backend: BackendArg,
+    backend: BackendKind,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -238,14 +159,14 @@ struct RunArgs {
     repeat: u64,
     /// Scheduler of the tiled run.
     #[arg(long, value_enum, default_value = "wukong")]
-    scheduler: SchedulerArg,
+    scheduler: Scheduler,
     /// Where executors exchange tiles: `memory`, or a Redis URL such as
     /// redis://127.0.0.1:6379 (needs the `redis` feature).
     #[arg(long, default_value = "memory")]
     store: String,
     /// Where executors run. `processes` and `lambda` need `--store redis://…`.
     #[arg(long, value_enum, default_value = "local")]
-    mode: ModeArg,
+    mode: Mode,
     /// Process mode: worker processes to start for this run (0: use workers
     /// already running against the same Redis and queue).
     #[arg(long, default_value_t = 2)]
@@ -337,23 +258,15 @@ fn worker(args: &WorkerArgs) -> Result<(), wukong::Error> {
 
 #[cfg(not(feature = "redis"))]
 fn worker(_: &WorkerArgs) -> Result<(), wukong::Error> {
-    Err(wukong::Error::Storage(StorageError::InvalidConfig {
-        what: "worker",
-        detail: "this build has no Redis support: rebuild with `--features redis`".into(),
-    }))
+    Err(usage(
+        "wukong worker: this build has no Redis support: rebuild with `--features redis`".into(),
+    ))
 }
 
 fn run(args: &RunArgs) -> Result<(), wukong::Error> {
-    let algorithm = match args.algorithm {
-        AlgorithmArg::Gemm => Algorithm::Gemm,
-        AlgorithmArg::Cholesky => Algorithm::Cholesky,
-        AlgorithmArg::Tsqr => Algorithm::Tsqr,
-        AlgorithmArg::Qr => Algorithm::Qr,
-        AlgorithmArg::Svd => Algorithm::Svd,
-        AlgorithmArg::Solve => Algorithm::Solve,
-    };
+    let algorithm = args.algorithm;
     let square_only = algorithm == Algorithm::Cholesky
-        || (algorithm == Algorithm::Solve && !matches!(args.solve, SolveArg::Lstsq));
+        || (algorithm == Algorithm::Solve && args.solve != SolveKind::Lstsq);
     if square_only && args.m.is_some() {
         return Err(usage(format!(
             "{}: --m does not apply: the matrix is n×n",
@@ -376,36 +289,25 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
             || std::thread::available_parallelism().map_or(1, usize::from),
             |t| t as usize,
         ),
-        backend: match args.backend {
-            BackendArg::Faer => BackendKind::Faer,
-            BackendArg::Openblas => BackendKind::OpenBlas,
-        },
+        backend: args.backend,
         seed: args.seed,
         repeat: args.repeat as usize,
-        scheduler: match args.scheduler {
-            SchedulerArg::Wukong => Scheduler::Wukong,
-            SchedulerArg::Numpywren => Scheduler::Numpywren,
-            SchedulerArg::Shared => Scheduler::Shared,
-        },
+        scheduler: args.scheduler,
         redis: match args.store.as_str() {
             "memory" => None,
             url if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 Some(url.to_owned())
             }
             other => {
-                return Err(wukong::Error::Storage(StorageError::InvalidConfig {
-                    what: "--store",
-                    detail: format!("{other:?}: use memory or a redis:// URL"),
-                }));
+                return Err(usage(format!(
+                    "--store {other:?}: use memory or a redis:// URL"
+                )));
             }
         },
         remote: match args.mode {
-            ModeArg::Local => None,
+            Mode::Local => None,
             mode => Some(Remote {
-                mode: match mode {
-                    ModeArg::Lambda => Mode::Lambda,
-                    _ => Mode::Processes,
-                },
+                mode,
                 workers: args.workers,
                 worker_exe: None,
                 queue: args.queue.clone(),
@@ -416,9 +318,8 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
                 lease: Duration::try_from_secs_f64(args.lease)
                     .ok()
                     .filter(|d| *d >= Duration::from_millis(100))
-                    .ok_or_else(|| StorageError::InvalidConfig {
-                        what: "--lease",
-                        detail: format!("{}: give at least 0.1 seconds", args.lease),
+                    .ok_or_else(|| {
+                        usage(format!("--lease {}: give at least 0.1 seconds", args.lease))
                     })?,
                 s3_bucket: args.bucket.clone(),
                 s3_endpoint: args.s3_endpoint.clone(),
@@ -427,29 +328,15 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
         },
         params: Params {
             arity: args.arity as usize,
-            leaf: match args.leaf {
-                LeafArg::Householder => QrMethod::Householder,
-                LeafArg::CholeskyQr2 => QrMethod::CholeskyQr2,
-            },
+            leaf: args.leaf,
             explicit_q: args.q,
-            panel: match args.panel {
-                PanelArg::Flat => Panel::Flat,
-                PanelArg::Binary => Panel::Binary,
-            },
-            svd: match args.svd {
-                SvdArg::Tall => SvdKind::Tall,
-                SvdArg::Randomized => SvdKind::Randomized,
-                SvdArg::Full => SvdKind::Full,
-            },
+            panel: args.panel,
+            svd: args.svd,
             vectors: args.vectors,
             rank: args.rank,
             oversampling: args.oversampling,
             power_iterations: args.power,
-            solve: match args.solve {
-                SolveArg::Triangular => SolveKind::Triangular,
-                SolveArg::Cholesky => SolveKind::Cholesky,
-                SolveArg::Lstsq => SolveKind::Lstsq,
-            },
+            solve: args.solve,
             rhs: args.rhs as usize,
         },
         inputs: match &args.a {
@@ -513,9 +400,9 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
         write_file(path, &svg)?;
     }
     if let Some(path) = &args.report {
-        let text = serde_json::to_string(&report.run).map_err(|e| StorageError::InvalidConfig {
-            what: "run report",
-            detail: e.to_string(),
+        let text = serde_json::to_string(&report.run).map_err(|e| wukong::Error::Output {
+            path: path.clone(),
+            detail: format!("the run report cannot be encoded as JSON: {e}"),
         })?;
         write_file(path, &text)?;
     }
@@ -535,11 +422,9 @@ fn usage(detail: String) -> wukong::Error {
 }
 
 fn write_file(path: &std::path::Path, text: &str) -> Result<(), wukong::Error> {
-    std::fs::write(path, text).map_err(|e| {
-        wukong::Error::Storage(StorageError::InvalidConfig {
-            what: "output file",
-            detail: format!("cannot write {}: {e}", path.display()),
-        })
+    std::fs::write(path, text).map_err(|e| wukong::Error::Output {
+        path: path.to_owned(),
+        detail: e.to_string(),
     })
 }
 

@@ -137,29 +137,17 @@ impl Entry {
                 Some(panel) => panel.parse().map_err(|e: UnknownName| e.to_string())?,
                 None => defaults.panel,
             },
-            svd: match self.svd.as_deref() {
-                None | Some("tall") => SvdKind::Tall,
-                Some("randomized") => SvdKind::Randomized,
-                Some("full") => SvdKind::Full,
-                Some(other) => {
-                    return Err(format!(
-                        "unknown svd {other:?}: use tall, randomized or full"
-                    ));
-                }
+            svd: match &self.svd {
+                Some(svd) => svd.parse().map_err(|e: UnknownName| e.to_string())?,
+                None => SvdKind::Tall,
             },
             vectors: self.vectors.unwrap_or(defaults.vectors),
             rank: self.rank.unwrap_or(defaults.rank),
             oversampling: self.oversampling.unwrap_or(defaults.oversampling),
             power_iterations: self.power.unwrap_or(defaults.power_iterations),
-            solve: match self.solve.as_deref() {
-                None | Some("cholesky") => SolveKind::Cholesky,
-                Some("triangular") => SolveKind::Triangular,
-                Some("lstsq") => SolveKind::Lstsq,
-                Some(other) => {
-                    return Err(format!(
-                        "unknown solve {other:?}: use triangular, cholesky or lstsq"
-                    ));
-                }
+            solve: match &self.solve {
+                Some(solve) => solve.parse().map_err(|e: UnknownName| e.to_string())?,
+                None => SolveKind::Cholesky,
             },
             rhs: self.rhs.unwrap_or(defaults.rhs),
         })

@@ -19,7 +19,7 @@ use crate::{Error, Runtime};
 use wukong_linalg::npy::Staged;
 
 /// Which SVD the `svd` workload runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SvdKind {
     /// Exact, of a tall-skinny matrix: TSQR, then the SVD of `R`.
@@ -31,7 +31,7 @@ pub enum SvdKind {
 }
 
 /// Which system the `solve` workload solves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SolveKind {
     /// `L·X = B` with `L` lower triangular.
@@ -40,6 +40,20 @@ pub enum SolveKind {
     Cholesky,
     /// `min ‖A·X − B‖` with `A` tall, by TSQR.
     Lstsq,
+}
+
+impl std::str::FromStr for SvdKind {
+    type Err = wukong_dag::UnknownName;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        super::parse_name(text, "SVD", "tall, randomized or full")
+    }
+}
+
+impl std::str::FromStr for SolveKind {
+    type Err = wukong_dag::UnknownName;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        super::parse_name(text, "solve", "triangular, cholesky or lstsq")
+    }
 }
 
 /// Settings of the TSQR, SVD and solve workloads.

@@ -21,8 +21,22 @@ mod factor;
 pub use estimate::MemoryEstimate;
 pub use factor::{Params, SolveKind, SvdKind};
 
+/// `text` as one of `T`'s command-line names; else an error naming `what`
+/// was asked for and the `expected` names.
+fn parse_name<T: clap::ValueEnum>(
+    text: &str,
+    what: &'static str,
+    expected: &'static str,
+) -> Result<T, wukong_dag::UnknownName> {
+    T::from_str(text, false).map_err(|_| wukong_dag::UnknownName {
+        what,
+        given: text.to_owned(),
+        expected,
+    })
+}
+
 /// The algorithms a workload can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     /// `C = A·B` with `A` m×k and `B` k×n.
@@ -33,7 +47,7 @@ pub enum Algorithm {
     Tsqr,
     /// `A = Q·R` of a general m×n matrix (m ≥ n) in square tiles.
     Qr,
-    /// Singular values (and vectors) of an m×n matrix: tall-skinny or randomized.
+    /// Singular values (and vectors) of an m×n matrix: tall-skinny, randomized or full.
     Svd,
     /// A linear system or least-squares problem with several right-hand sides.
     Solve,
@@ -129,7 +143,7 @@ pub struct Output {
 }
 
 /// Where executors run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Threads of this process (the default).
@@ -745,11 +759,9 @@ impl Workload {
                 _workers = workers;
             }
             (Some(remote), None) if remote.mode != Mode::Local => {
-                return Err(wukong_storage::StorageError::InvalidConfig {
-                    what: "remote executors",
+                return Err(Error::Usage {
                     detail: "process and Lambda modes share state through Redis: give its URL (--store redis://…)".into(),
-                }
-                .into());
+                });
             }
             (_, Some(url)) => runtime = with_redis(runtime, url)?,
             (_, None) => {}
@@ -996,12 +1008,10 @@ fn with_redis(runtime: Runtime, url: &str) -> Result<Runtime, Error> {
 
 #[cfg(not(feature = "redis"))]
 fn with_redis(_: Runtime, _: &str) -> Result<Runtime, Error> {
-    Err(Error::Storage(
-        wukong_storage::StorageError::InvalidConfig {
-            what: "store",
-            detail: "this build has no Redis support: rebuild with `--features redis`".into(),
-        },
-    ))
+    Err(Error::Usage {
+        detail: "a Redis store: this build has no Redis support: rebuild with `--features redis`"
+            .into(),
+    })
 }
 
 /// Worker processes a run started; stopped when dropped.

@@ -11,6 +11,7 @@ use wukong_storage::{Coordinator, ObjectStore};
 /// Which scheduler runs the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Scheduler {
     /// Decentralized: become, clustering, delayed I/O, local caches.
     Wukong,
@@ -18,6 +19,10 @@ pub enum Scheduler {
     Numpywren,
     /// No store: threads of this process share every value in memory
     /// ([`LocalExecutor`](crate::LocalExecutor)); the in-process upper bound.
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "No store: threads share every value in memory (the in-process upper bound)")
+    )]
     Shared,
 }
 

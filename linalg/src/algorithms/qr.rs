@@ -104,6 +104,7 @@ fn apply_back(builder: &mut DagBuilder<TileOp>, steps: &[Step], x: &mut TileMap)
 
 /// How the tiles of a panel are reduced to one `R`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Panel {
     /// The top tile is factored, then each tile below is eliminated against
     /// the running `R` in turn (TS kernels): fewest flops, a critical path as

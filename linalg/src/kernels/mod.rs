@@ -64,10 +64,12 @@ pub enum Diagonal {
 
 /// The available backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BackendKind {
     /// faer, pure Rust; always built.
     Faer,
     /// OpenBLAS through LAPACK/CBLAS; needs the `openblas` cargo feature.
+    #[cfg_attr(feature = "clap", value(name = "openblas"))]
     OpenBlas,
 }
 

@@ -16,6 +16,7 @@ use crate::kernels::{Diagonal, Side, Transpose, Triangle};
 
 /// How the QR of a tall tile is computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum QrMethod {
     /// Householder reflections: backward stable for any input.
     Householder,
@@ -24,6 +25,13 @@ pub enum QrMethod {
     /// above about 10⁷) falls back to Householder, so the result is as
     /// accurate either way.
     #[default]
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            alias = "cholqr2",
+            help = "CholeskyQR2 (matrix products only), falling back to Householder where it cannot be accurate"
+        )
+    )]
     CholeskyQr2,
 }
 
