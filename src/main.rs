@@ -392,6 +392,9 @@ fn run(args: &RunArgs) -> Result<(), wukong::Error> {
     let report = prepared.run(Some(&progress));
     bar.finish_and_clear();
     let report = report?;
+    for warning in &report.run.warnings {
+        eprintln!("warning: {warning}");
+    }
     if let (Some(path), Some(dag)) = (&args.gantt, &graph) {
         let svg = report.run.gantt_svg(|task| {
             let label = dag.op(task).label();

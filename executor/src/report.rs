@@ -118,6 +118,27 @@ pub struct RunReport {
     /// filled in by callers that know the function size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::CostEstimate>,
+    /// What went wrong without failing the run (the job's objects could not
+    /// be deleted afterwards, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl RunReport {
+    /// Records that the job's objects and coordination state could not be
+    /// removed after a successful run; after a failed one, the run's own
+    /// error is returned and this one is printed to standard error.
+    pub(crate) fn clean_up_failed<V, E>(
+        result: &mut Result<crate::RunOutcome<V>, E>,
+        job: &impl std::fmt::Display,
+        error: &impl std::fmt::Display,
+    ) {
+        let warning = format!("the objects of job {job} could not be deleted: {error}");
+        match result {
+            Ok(outcome) => outcome.report.warnings.push(warning),
+            Err(_) => eprintln!("wukong: {warning}"),
+        }
+    }
 }
 
 impl RunReport {
@@ -143,5 +164,32 @@ impl RunReport {
             map.entry(record.executor).or_default().push(record.task);
         }
         map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_clean_up_is_a_warning_of_a_successful_run() {
+        let mut ok: Result<crate::RunOutcome<i64>, ()> = Ok(crate::RunOutcome {
+            outputs: Default::default(),
+            report: RunReport::default(),
+        });
+        RunReport::clean_up_failed(&mut ok, &"run-7", &"store unreachable");
+        let warnings = ok.map(|o| o.report.warnings).unwrap_or_default();
+        assert_eq!(
+            warnings,
+            ["the objects of job run-7 could not be deleted: store unreachable"]
+        );
+        let report = RunReport {
+            warnings,
+            ..RunReport::default()
+        };
+        let json = serde_json::to_string(&report).unwrap_or_default();
+        assert!(json.contains("could not be deleted"), "{json}");
+        let quiet = serde_json::to_string(&RunReport::default()).unwrap_or_default();
+        assert!(!quiet.contains("warnings"), "{quiet}");
     }
 }

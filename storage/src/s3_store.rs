@@ -285,8 +285,9 @@ impl S3Store {
         }
         .await;
         if result.is_err() {
-            // Best effort: an abandoned upload only costs storage until the bucket's lifecycle rule.
-            let _ = self
+            // An abandoned upload only costs storage until the bucket's
+            // lifecycle rule; the put's own error is what the caller gets.
+            let aborted = self
                 .client
                 .abort_multipart_upload()
                 .bucket(&self.config.bucket)
@@ -294,6 +295,12 @@ impl S3Store {
                 .upload_id(upload_id)
                 .send()
                 .await;
+            if let Err(error) = aborted {
+                eprintln!(
+                    "wukong: the abandoned upload of {path} stays until the bucket's lifecycle rule removes it: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(error)
+                );
+            }
         }
         result
     }

@@ -113,13 +113,16 @@ impl Engine {
             progress: options.progress,
         };
         let run = Run::new(dag, kernels, &self.config, stores, job, &pool, mode, site);
-        let result = run.execute(&pool, inputs);
+        let mut result = run.execute(&pool, inputs);
         if !self.config.keep_objects {
-            // Best effort: a failed clean-up must not hide the run's result.
-            let _ = block_on(stores.runtime.as_ref(), async {
+            // A failed clean-up must not hide the run's result.
+            let cleaned = block_on(stores.runtime.as_ref(), async {
                 stores.objects.delete_job(&run.job).await?;
                 stores.coordinator.clear_job(&run.job).await
             });
+            if let Err(error) = cleaned {
+                crate::RunReport::clean_up_failed(&mut result, &run.job, &error);
+            }
         }
         result
     }

@@ -224,6 +224,7 @@ where
                 executor_records,
                 io: self.io.report(),
                 cost: None,
+                warnings: Vec::new(),
             },
         })
     }
@@ -248,9 +249,11 @@ where
             let warm = cache
                 .take()
                 .unwrap_or_else(|| TileCache::new(self.config.cache_bytes));
-            // The thread pool's mailboxes cannot fail to open.
             let mailbox = match self.wukong() {
-                true => self.platform.open_mailbox(id).ok().flatten(),
+                true => self.platform.open_mailbox(id).unwrap_or_else(|source| {
+                    self.fail(pool, ExecError::Invoke { task: None, source });
+                    None
+                }),
                 false => None,
             };
             let mut executor = Executor::new(id, thread, warm, mailbox);
@@ -259,7 +262,17 @@ where
                 self.fail(pool, failure);
             }
             if executor.mailbox.is_some() {
-                let _ = self.platform.close_mailbox(id);
+                // The loop stopped early (a failure, the run's end) and left
+                // its mailbox open.
+                if let Err(error) = self.platform.close_mailbox(id) {
+                    self.fail(
+                        pool,
+                        ExecError::Invoke {
+                            task: None,
+                            source: error,
+                        },
+                    );
+                }
             }
             executors.push(ExecutorRecord {
                 executor: id.0,

@@ -243,9 +243,14 @@ impl JobDispatcher<'_> {
         {
             drop(renewal);
             let coordinator = &self.connection.stores.coordinator;
-            let _ = self
+            let released = self
                 .connection
                 .block(coordinator.release(&job, &lease, &holder));
+            if let Err(release) = released {
+                eprintln!(
+                    "wukong worker: the lease {lease} of job {job} stays until it expires: {release}"
+                );
+            }
             return failed(error);
         }
         self.adopted
@@ -310,9 +315,12 @@ impl JobDispatcher<'_> {
         Ok(match woken.map_err(mail_error)? {
             Woken::Message(payload) => {
                 // A stale mark only makes others hand over work a little early.
-                let _ = self
-                    .connection
-                    .block(redis.mark_present(&idle, waiting.member, false));
+                let unmarked =
+                    self.connection
+                        .block(redis.mark_present(&idle, waiting.member, false));
+                if let Err(error) = unmarked {
+                    eprintln!("wukong worker: still marked idle until the mark expires: {error}");
+                }
                 *marked = None;
                 self.adopt(waiting, payload)
             }

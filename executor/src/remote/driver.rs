@@ -104,9 +104,9 @@ where
         .into());
     }
     let job = JobId::unique("job").map_err(RemoteError::from)?;
-    let result = drive(submission, inputs, &job);
+    let mut result = drive(submission, inputs, &job);
     let redis = &connection.broker;
-    let _ = connection.block(async {
+    let cleaned = connection.block(async {
         connection.stores.objects.delete_job(&job).await?;
         connection.stores.coordinator.clear_job(&job).await?;
         redis.delete_mailboxes(&format!("{job}.mb.")).await?;
@@ -117,6 +117,9 @@ where
             )
             .await
     });
+    if let Err(error) = cleaned {
+        RunReport::clean_up_failed(&mut result, &job, &error);
+    }
     result
 }
 
@@ -376,5 +379,6 @@ fn gather_reports(
         executor_records: executors,
         io,
         cost: None,
+        warnings: Vec::new(),
     })
 }

@@ -268,11 +268,16 @@ impl<R: KernelRegistry> Host<R> {
                     report,
                 };
                 // A lost report only thins the driver's timeline; the job is unharmed.
-                if let Ok(bytes) = serde_json::to_vec(&message) {
-                    let _ = self.connection.block(
-                        self.connection
-                            .broker
-                            .push_message(&reports_queue(&job), &bytes),
+                let pushed = serde_json::to_vec(&message)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        let queue = reports_queue(&job);
+                        let push = self.connection.broker.push_message(&queue, &bytes);
+                        self.connection.block(push).map_err(|e| e.to_string())
+                    });
+                if let Err(error) = pushed {
+                    eprintln!(
+                        "wukong worker: the report of task {task} of job {job} is lost: {error}"
                     );
                 }
                 Handled::Ran { tasks }
