@@ -75,6 +75,11 @@ pub struct IoReport {
     /// off the store.
     #[serde(default)]
     pub adoptions: u64,
+    /// Starts the driver invoked again because their executor stopped
+    /// renewing its lease (it was lost: a killed process, a timed-out
+    /// function); counted in `invocations` too.
+    #[serde(default)]
+    pub reinvocations: u64,
 }
 
 impl std::ops::AddAssign<&IoReport> for IoReport {
@@ -94,6 +99,7 @@ impl std::ops::AddAssign<&IoReport> for IoReport {
         self.invocations += part.invocations;
         self.deliveries += part.deliveries;
         self.adoptions += part.adoptions;
+        self.reinvocations += part.reinvocations;
     }
 }
 

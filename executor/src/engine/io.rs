@@ -183,6 +183,8 @@ impl Counters {
             invocations: load(&self.invocations),
             deliveries: load(&self.deliveries),
             adoptions: load(&self.adoptions),
+            // Only a driver re-invokes lost starts.
+            reinvocations: 0,
         }
     }
 }

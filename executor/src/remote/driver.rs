@@ -225,6 +225,7 @@ where
         adopted: Mutex::new(Vec::new()),
     };
     let mut invocations = 0u64;
+    let mut reinvocations = 0u64;
     for task in dag.sources() {
         let mut budget = remote.inline_bytes;
         let mut inline = Vec::new();
@@ -317,6 +318,7 @@ where
                     source,
                 })?;
             invocations += 1;
+            reinvocations += 1;
             retried.insert(task, (next, clock.now()));
         }
     }
@@ -327,6 +329,7 @@ where
     report.wall = wall;
     (report.io.staged_objects, report.io.staged_bytes) = staged;
     report.io.invocations += invocations;
+    report.io.reinvocations += reinvocations;
     Ok(RunOutcome { outputs, report })
 }
 
