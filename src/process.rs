@@ -30,10 +30,13 @@ pub fn prepare_process() {
             return;
         };
         // `exec` only returns on failure; then carry on with the slow kernels.
-        let _ = std::process::Command::new(exe)
+        let error = std::process::Command::new(exe)
             .args(std::env::args_os().skip(1))
             .env("OPENBLAS_CORETYPE", core)
             .exec();
+        eprintln!(
+            "note: cannot restart with OPENBLAS_CORETYPE={core} ({error}): OpenBLAS may pick slower kernels"
+        );
     }
 }
 

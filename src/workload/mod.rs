@@ -637,8 +637,12 @@ impl Workload {
             .join(format!(".wukong-probe-{}", std::process::id()));
         std::fs::write(&probe, b"")
             .map_err(|e| cannot(format!("cannot write files in it: {e}")))?;
-        let _ = std::fs::remove_file(&probe);
-        Ok(())
+        std::fs::remove_file(&probe).map_err(|e| {
+            cannot(format!(
+                "cannot remove the probe file {}: {e}",
+                probe.display()
+            ))
+        })
     }
 
     /// Stages result `name` with `stage` when results are kept; staged
